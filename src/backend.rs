@@ -1,0 +1,268 @@
+//! Choosing where tensors live: `cpu` (burn-ndarray), `wgpu`, `cuda[:N]`, chosen at run time.
+//! Each is a cargo feature; asking for one that was not compiled in, or that has no hardware
+//! here, is a clear error rather than a panic.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::recipe::node::Node;
+use crate::recipe::reader::FromNode;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceSpec {
+    /// CUDA if compiled in and usable, else CPU.
+    Auto,
+    Cpu,
+    Wgpu(Option<usize>),
+    Cuda(usize),
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Auto => write!(f, "auto"),
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Wgpu(None) => write!(f, "wgpu"),
+            DeviceSpec::Wgpu(Some(i)) => write!(f, "wgpu:{i}"),
+            DeviceSpec::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, index) = match s.split_once(':') {
+            Some((kind, index)) => {
+                let index: usize = index
+                    .parse()
+                    .map_err(|_| format!("device index in {s:?} must be a non-negative integer"))?;
+                (kind, Some(index))
+            }
+            None => (s, None),
+        };
+        match (kind, index) {
+            ("auto", None) => Ok(DeviceSpec::Auto),
+            ("cpu", None) => Ok(DeviceSpec::Cpu),
+            ("wgpu", index) => Ok(DeviceSpec::Wgpu(index)),
+            ("cuda", index) => Ok(DeviceSpec::Cuda(index.unwrap_or(0))),
+            ("auto" | "cpu", Some(_)) => Err(format!("`{kind}` takes no device index")),
+            _ => Err(format!(
+                "unknown device {s:?}; choose auto, cpu, wgpu[:N] or cuda[:N]"
+            )),
+        }
+    }
+}
+
+impl FromNode for DeviceSpec {
+    fn from_node(node: &Node) -> Result<Self, String> {
+        node.as_str()
+            .ok_or_else(|| format!("expected a device name, found {}", node.kind()))?
+            .parse()
+    }
+}
+
+/// Floating-point type for model weights and activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dtype {
+    /// bf16 on GPUs, fp32 on the CPU backend.
+    Auto,
+    Fp32,
+    Bf16,
+    Fp16,
+}
+
+crate::yaml_enum!(Dtype { "auto" => Dtype::Auto, "fp32" => Dtype::Fp32, "bf16" => Dtype::Bf16, "fp16" => Dtype::Fp16 });
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Dtype::Auto => "auto",
+            Dtype::Fp32 => "fp32",
+            Dtype::Bf16 => "bf16",
+            Dtype::Fp16 => "fp16",
+        })
+    }
+}
+
+impl Dtype {
+    /// The dtype actually used on `device` (already resolved from `auto`).
+    pub fn resolve(self, device: DeviceSpec) -> Dtype {
+        match (self, device) {
+            (Dtype::Auto, DeviceSpec::Cpu) => Dtype::Fp32,
+            (Dtype::Auto, _) => Dtype::Bf16,
+            (other, _) => other,
+        }
+    }
+}
+
+/// Which backends this binary was built with.
+pub fn compiled_backends() -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if cfg!(feature = "cpu") {
+        out.push("cpu");
+    }
+    if cfg!(feature = "wgpu") {
+        out.push("wgpu");
+    }
+    if cfg!(feature = "cuda") {
+        out.push("cuda");
+    }
+    out
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("device `{device}` needs the `{feature}` cargo feature, which this binary was built without (built with: {built}); rebuild with `cargo build --release --features {feature}`")]
+    NotCompiled {
+        device: DeviceSpec,
+        feature: &'static str,
+        built: String,
+    },
+    #[error("device `{device}` is not usable on this machine: {reason}")]
+    Unavailable { device: DeviceSpec, reason: String },
+    #[error("dtype {dtype} is not supported on device `{device}`: {reason}")]
+    Dtype {
+        dtype: Dtype,
+        device: DeviceSpec,
+        reason: &'static str,
+    },
+}
+
+#[cfg_attr(
+    all(feature = "cpu", feature = "wgpu", feature = "cuda"),
+    allow(dead_code)
+)]
+fn not_compiled(device: DeviceSpec, feature: &'static str) -> BackendError {
+    BackendError::NotCompiled {
+        device,
+        feature,
+        built: compiled_backends().join(", "),
+    }
+}
+
+/// Runs `probe` and turns a panic inside it (burn's backends panic when a driver or adapter is
+/// missing) into an error message, without printing the panic.
+#[allow(dead_code)]
+fn catch_probe(probe: impl FnOnce() + std::panic::UnwindSafe) -> Result<(), String> {
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    let result = std::panic::catch_unwind(probe);
+    std::panic::set_hook(hook);
+    result.map_err(|payload| {
+        payload
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "the backend panicked while starting".into())
+    })
+}
+
+/// Checks that `device` can run here: compiled in, hardware present (a tiny tensor round trip),
+/// dtype supported. `Auto` resolves to CUDA when usable, else CPU.
+pub fn resolve(device: DeviceSpec, dtype: Dtype) -> Result<(DeviceSpec, Dtype), BackendError> {
+    let device = match device {
+        DeviceSpec::Auto if probe(DeviceSpec::Cuda(0)).is_ok() => DeviceSpec::Cuda(0),
+        DeviceSpec::Auto => DeviceSpec::Cpu,
+        other => other,
+    };
+    probe(device)?;
+    let dtype = dtype.resolve(device);
+    if device == DeviceSpec::Cpu && dtype != Dtype::Fp32 {
+        return Err(BackendError::Dtype {
+            dtype,
+            device,
+            reason: "the CPU backend (burn-ndarray) computes in fp32 only",
+        });
+    }
+    Ok((device, dtype))
+}
+
+fn probe(device: DeviceSpec) -> Result<(), BackendError> {
+    match device {
+        DeviceSpec::Auto => Ok(()),
+        DeviceSpec::Cpu => probe_cpu(),
+        DeviceSpec::Wgpu(index) => probe_wgpu(index),
+        DeviceSpec::Cuda(index) => probe_cuda(index),
+    }
+}
+
+#[cfg(feature = "cpu")]
+fn probe_cpu() -> Result<(), BackendError> {
+    Ok(())
+}
+
+#[cfg(not(feature = "cpu"))]
+fn probe_cpu() -> Result<(), BackendError> {
+    Err(not_compiled(DeviceSpec::Cpu, "cpu"))
+}
+
+#[cfg(feature = "wgpu")]
+fn probe_wgpu(index: Option<usize>) -> Result<(), BackendError> {
+    use burn::backend::wgpu::{Wgpu, WgpuDevice};
+    use burn::tensor::Tensor;
+    let device = match index {
+        None => WgpuDevice::DefaultDevice,
+        Some(i) => WgpuDevice::DiscreteGpu(i),
+    };
+    catch_probe(move || {
+        let t = Tensor::<Wgpu, 1>::ones([4], &device);
+        let _ = t.sum().into_scalar();
+    })
+    .map_err(|reason| BackendError::Unavailable {
+        device: DeviceSpec::Wgpu(index),
+        reason: format!(
+            "no usable wgpu adapter (Vulkan, Metal, DX12 or GL) was found (backend said: {reason})"
+        ),
+    })
+}
+
+#[cfg(not(feature = "wgpu"))]
+fn probe_wgpu(index: Option<usize>) -> Result<(), BackendError> {
+    Err(not_compiled(DeviceSpec::Wgpu(index), "wgpu"))
+}
+
+#[cfg(feature = "cuda")]
+fn probe_cuda(index: usize) -> Result<(), BackendError> {
+    use burn::backend::cuda::{Cuda, CudaDevice};
+    use burn::tensor::Tensor;
+    if cfg!(target_os = "linux") && !std::path::Path::new("/proc/driver/nvidia/version").exists() {
+        return Err(BackendError::Unavailable {
+            device: DeviceSpec::Cuda(index),
+            reason: "no NVIDIA driver is loaded (/proc/driver/nvidia/version is absent); check `nvidia-smi`".into(),
+        });
+    }
+    catch_probe(move || {
+        let device = CudaDevice::new(index);
+        let t = Tensor::<Cuda, 1>::ones([4], &device);
+        let _ = t.sum().into_scalar();
+    })
+    .map_err(|reason| BackendError::Unavailable {
+        device: DeviceSpec::Cuda(index),
+        reason: format!("CUDA device {index} could not run a test kernel (backend said: {reason})"),
+    })
+}
+
+#[cfg(not(feature = "cuda"))]
+fn probe_cuda(index: usize) -> Result<(), BackendError> {
+    Err(not_compiled(DeviceSpec::Cuda(index), "cuda"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_device_names() {
+        assert_eq!("cpu".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cpu);
+        assert_eq!("cuda".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(0));
+        assert_eq!("cuda:3".parse::<DeviceSpec>().unwrap(), DeviceSpec::Cuda(3));
+        assert_eq!(
+            "wgpu".parse::<DeviceSpec>().unwrap(),
+            DeviceSpec::Wgpu(None)
+        );
+        assert!("tpu".parse::<DeviceSpec>().is_err());
+        assert!("cuda:x".parse::<DeviceSpec>().is_err());
+        assert!("cpu:1".parse::<DeviceSpec>().is_err());
+    }
+}

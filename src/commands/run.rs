@@ -1,0 +1,129 @@
+//! The main form: `arp-train --recipe FILE [--set k=v ...] [--dry-run] [--output DIR]`.
+//! Loads and checks the recipe, resolves the device, scans the data, and plans the stages.
+
+use std::path::{Path, PathBuf};
+
+use super::Exit;
+use crate::backend::{self, DeviceSpec};
+use crate::data::scan;
+use crate::plan::{self, Plan};
+use crate::recipe::{PathCheck, Recipe};
+
+pub struct RunArgs {
+    pub recipe: PathBuf,
+    pub overrides: Vec<String>,
+    pub dry_run: bool,
+    pub output: Option<PathBuf>,
+    pub device: Option<DeviceSpec>,
+}
+
+/// Writes `contents` to `path` through a temporary file and a rename, so readers never see a
+/// half-written file.
+pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp",
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default()
+    ));
+    {
+        use std::io::Write;
+        let mut file = std::fs::File::create(&tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+pub fn run(args: RunArgs) -> Exit {
+    let loaded = match Recipe::load(&args.recipe, &args.overrides, PathCheck::Strict) {
+        Ok(loaded) => loaded,
+        Err(errors) => return errors.into(),
+    };
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    let mut recipe = loaded.recipe;
+    if recipe.template {
+        return Exit::Usage(format!(
+            "{} is a template (`template: true`), meant to be extended by a character's recipe; run that recipe instead",
+            recipe.file.display()
+        ));
+    }
+    if let Some(dir) = args.output {
+        recipe.output_dir = dir;
+    }
+    let requested = args.device.unwrap_or(recipe.device);
+    let device = backend::resolve(requested, recipe.dtype);
+
+    let scan = match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
+        Ok(scan) => scan,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    let plan = Plan::new(&recipe, &scan);
+
+    if args.dry_run {
+        println!(
+            "== resolved recipe ({}) ==\n{}",
+            recipe.file.display(),
+            recipe.resolved_yaml()
+        );
+        match &device {
+            Ok((d, dtype)) => println!("device: {d} ({dtype})"),
+            Err(e) => println!("device: {requested}: NOT USABLE: {e}"),
+        }
+        println!("output: {}\n", recipe.output_dir.display());
+        print!("{}", plan::render(&recipe, &scan, &plan));
+        if !scan.rejected.is_empty() {
+            println!(
+                "\nrejections (a run writes them to {}):",
+                rejections_path(&recipe.output_dir).display()
+            );
+            for r in &scan.rejected {
+                let what = r.id.clone().unwrap_or_else(|| format!("line {}", r.line));
+                println!(
+                    "  {}:{}: {what}: {}: {}",
+                    r.manifest.display(),
+                    r.line,
+                    r.reason,
+                    r.detail
+                );
+            }
+        }
+        return Exit::Ok;
+    }
+
+    let (device, dtype) = match device {
+        Ok(resolved) => resolved,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    tracing::info!(%device, %dtype, output = %recipe.output_dir.display(), "starting run");
+    if let Err(e) = write_atomically(
+        &recipe.output_dir.join("recipe.resolved.yaml"),
+        recipe.resolved_yaml().as_bytes(),
+    ) {
+        return Exit::Failed(format!(
+            "cannot write to {}: {e}",
+            recipe.output_dir.display()
+        ));
+    }
+    let report = rejections_path(&recipe.output_dir);
+    if let Err(e) = scan.write_rejections(&report) {
+        return Exit::Failed(format!("cannot write {}: {e}", report.display()));
+    }
+    println!("{}", plan::render(&recipe, &scan, &plan));
+    tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
+    // The stages themselves (prepare, lm, decoder, package) are not part of this build yet.
+    Exit::Failed(format!(
+        "recipe, device and data are ready, but this build of arp-train has no trainer for the stages yet \
+         (prepare, lm, decoder); nothing was trained. The resolved recipe and data report are in {}",
+        recipe.output_dir.display()
+    ))
+}
+
+fn rejections_path(output_dir: &Path) -> PathBuf {
+    output_dir.join("reports").join("data-rejections.jsonl")
+}

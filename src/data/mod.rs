@@ -1,0 +1,4 @@
+//! Data: manifests, the quality scan that decides which utterances are used, and its reports.
+
+pub mod manifest;
+pub mod scan;

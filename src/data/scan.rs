@@ -1,0 +1,139 @@
+//! The data scan: decode every utterance, apply the quality filters, and summarize what is kept
+//! and what is rejected (by reason, with a JSONL report), per speaker.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::manifest::{self, Utterance};
+use crate::audio::filters::{self, Rejection};
+use crate::audio::wav::{self, WavError};
+use crate::progress;
+use crate::recipe::QualityFilters;
+
+/// An utterance that passed the filters.
+#[derive(Clone, Debug)]
+pub struct Kept {
+    pub utterance: Utterance,
+    pub seconds: f64,
+}
+
+/// One line of the rejection report.
+#[derive(Clone, Debug, Serialize, PartialEq)]
+pub struct RejectionRecord {
+    pub manifest: PathBuf,
+    pub line: usize,
+    pub id: Option<String>,
+    pub audio: Option<PathBuf>,
+    pub speaker: Option<String>,
+    pub reason: &'static str,
+    pub detail: String,
+}
+
+#[derive(Default, Debug, Clone, PartialEq, Serialize)]
+pub struct SpeakerSummary {
+    pub kept: usize,
+    pub rejected: usize,
+    pub seconds: f64,
+}
+
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub kept: Vec<Kept>,
+    pub rejected: Vec<RejectionRecord>,
+}
+
+impl Scan {
+    pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, usize> {
+        let mut out = BTreeMap::new();
+        for r in &self.rejected {
+            *out.entry(r.reason).or_insert(0) += 1;
+        }
+        out
+    }
+
+    pub fn per_speaker(&self) -> BTreeMap<String, SpeakerSummary> {
+        let mut out: BTreeMap<String, SpeakerSummary> = BTreeMap::new();
+        for k in &self.kept {
+            let s = out.entry(k.utterance.speaker.clone()).or_default();
+            s.kept += 1;
+            s.seconds += k.seconds;
+        }
+        for r in &self.rejected {
+            if let Some(speaker) = &r.speaker {
+                out.entry(speaker.clone()).or_default().rejected += 1;
+            }
+        }
+        out
+    }
+
+    /// Writes the rejection report (JSONL) through a temporary file, so a crash never leaves a
+    /// half-written report in place.
+    pub fn write_rejections(&self, path: &Path) -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = path.with_extension("jsonl.tmp");
+        {
+            let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
+            for r in &self.rejected {
+                serde_json::to_writer(&mut file, r)?;
+                file.write_all(b"\n")?;
+            }
+            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+}
+
+fn wav_rejection(e: &WavError) -> Rejection {
+    match e {
+        WavError::Missing => Rejection::MissingFile,
+        WavError::Undecodable(_) | WavError::Unsupported(_) => Rejection::Undecodable,
+        WavError::Truncated { .. } => Rejection::Truncated,
+        WavError::BadSegment { .. } => Rejection::BadSegment,
+    }
+}
+
+/// Reads the manifests and checks every utterance. A bad line or a bad clip is recorded and
+/// the scan goes on; only an unreadable manifest is an error.
+pub fn scan(manifests: &[PathBuf], filters: &QualityFilters) -> std::io::Result<Scan> {
+    let manifest = manifest::read(manifests)?;
+    let mut out = Scan::default();
+    for bad in manifest.bad_lines {
+        out.rejected.push(RejectionRecord {
+            manifest: bad.manifest,
+            line: bad.line,
+            id: None,
+            audio: None,
+            speaker: None,
+            reason: Rejection::MalformedLine.name(),
+            detail: bad.message,
+        });
+    }
+    let bar = progress::bar(manifest.utterances.len() as u64, "checking audio");
+    for utterance in manifest.utterances {
+        bar.inc(1);
+        let verdict = wav::read_mono(&utterance.audio, utterance.segment())
+            .map_err(|e| (wav_rejection(&e), e.to_string()))
+            .and_then(|audio| {
+                filters::check(&audio, &utterance.text, filters).map(|_| audio.seconds())
+            });
+        match verdict {
+            Ok(seconds) => out.kept.push(Kept { utterance, seconds }),
+            Err((reason, detail)) => out.rejected.push(RejectionRecord {
+                manifest: utterance.manifest.clone(),
+                line: utterance.line,
+                id: Some(utterance.id.clone()),
+                audio: Some(utterance.audio.clone()),
+                speaker: Some(utterance.speaker.clone()),
+                reason: reason.name(),
+                detail,
+            }),
+        }
+    }
+    bar.finish_and_clear();
+    Ok(out)
+}

@@ -1,0 +1,12 @@
+//! arp-train: a trainer for audio role-play (ARP) models on GLM-4-Voice, after the AudioRole
+//! paper's decoupled two-stage recipe. See README.md for the commands and the data layout.
+
+pub mod audio;
+pub mod backend;
+pub mod character;
+pub mod commands;
+pub mod data;
+pub mod models;
+pub mod plan;
+pub mod progress;
+pub mod recipe;

@@ -1,0 +1,105 @@
+//! The `arp-train` command line: parsing and dispatch only.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use arp_train::backend::DeviceSpec;
+use arp_train::commands::{self, run::RunArgs, Exit};
+
+#[derive(Parser)]
+#[command(
+    name = "arp-train",
+    version,
+    about = "Train audio role-play models on GLM-4-Voice (AudioRole recipe)"
+)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+struct Cli {
+    /// Recipe to run (recipes/*.yaml).
+    #[arg(long, value_name = "FILE")]
+    recipe: Option<PathBuf>,
+    /// Override a recipe key: --set lm.optimizer.lr=2e-4 (repeatable; checked like the file).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+    /// Show the resolved recipe, dataset summary, plan and parameter counts; run nothing.
+    #[arg(long)]
+    dry_run: bool,
+    /// Output directory (overrides the recipe's output_dir).
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// Device: auto, cpu, wgpu[:N], cuda[:N] (overrides the recipe's device).
+    #[arg(long, global = true)]
+    device: Option<DeviceSpec>,
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log level filter (error, warn, info, debug, trace, or a RUST_LOG-style directive).
+    #[arg(long, default_value = "info", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check recipes (keys, types, values, files) without running anything.
+    Validate {
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+        /// Overrides applied to every file before checking.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+        /// Treat data and weights that are not there yet as errors (as a run does).
+        #[arg(long)]
+        strict: bool,
+    },
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    let exit = match cli.command {
+        Some(Command::Validate {
+            files,
+            overrides,
+            strict,
+        }) => commands::validate::validate(&files, &overrides, strict),
+        None => match cli.recipe {
+            Some(recipe) => commands::run::run(RunArgs {
+                recipe,
+                overrides: cli.overrides,
+                dry_run: cli.dry_run,
+                output: cli.output,
+                device: cli.device,
+            }),
+            None => {
+                Exit::Usage("nothing to do: pass --recipe FILE or a command (see --help)".into())
+            }
+        },
+    };
+    match &exit {
+        Exit::Ok => {}
+        Exit::Usage(message) | Exit::Failed(message) => eprintln!("error: {message}"),
+    }
+    ExitCode::from(exit.code() as u8)
+}

@@ -1,0 +1,3 @@
+//! Model definitions. Each file mirrors its reference module tree.
+
+pub mod glm4_config;

@@ -1,0 +1,556 @@
+//! Recipes: one YAML file per ARP-Model run. `Recipe::load` reads a file with its `extends`
+//! chain and `--set` overrides, checks every key, type, value and path, and either returns a
+//! fully resolved recipe or every problem at once (each naming file, line and key).
+
+pub mod diagnostics;
+pub mod layers;
+pub mod node;
+pub mod reader;
+pub mod training;
+
+use std::path::{Path, PathBuf};
+
+use crate::backend::{DeviceSpec, Dtype};
+use crate::character::Character;
+use crate::yaml_enum;
+use diagnostics::{Diagnostic, Diagnostics, RecipeErrors, Severity};
+use node::Node;
+use reader::Section;
+use training::{Length, OptimizerKind, ScheduleKind, TrainingConfig, TrainingDefaults};
+
+/// The two trainable stages of an ARP-Model.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Stage {
+    /// Stage one: GLM-4-Voice-9B fine-tuned on the character's interleaved text-audio replies.
+    Lm,
+    /// Stage two: GLM-4-Voice-Decoder (flow + HiFT) trained from scratch on the character's audio.
+    Decoder,
+}
+yaml_enum!(Stage { "lm" => Stage::Lm, "decoder" => Stage::Decoder });
+
+impl Stage {
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Lm => "lm",
+            Stage::Decoder => "decoder",
+        }
+    }
+}
+
+/// The acoustic-integrity filters of AudioRole's post-processing.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QualityFilters {
+    pub min_seconds: f64,
+    pub max_seconds: f64,
+    /// Clips whose RMS level is below this (dBFS) are rejected as silent.
+    pub min_rms_dbfs: f64,
+    /// Clips with more than this share of samples at or above `clip_level` are rejected.
+    pub max_clipped_fraction: f64,
+    pub clip_level: f64,
+    pub require_text: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct DataConfig {
+    pub manifests: Vec<PathBuf>,
+    pub cache_dir: PathBuf,
+    /// The manifest speaker label of the character (default: the card's `speaker`).
+    pub speaker: Option<String>,
+    pub filters: QualityFilters,
+    /// Share of the character's utterances held out for evaluation.
+    pub validation_fraction: f64,
+    pub validation_min_items: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FinetuneMode {
+    Lora,
+    Full,
+}
+yaml_enum!(FinetuneMode { "lora" => FinetuneMode::Lora, "full" => FinetuneMode::Full });
+
+/// The GLM-4-Voice linear layers a LoRA adapter can wrap.
+pub const LORA_TARGETS: &[&str] = &["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"];
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoraConfig {
+    pub rank: usize,
+    pub alpha: f64,
+    pub dropout: f64,
+    pub targets: Vec<String>,
+}
+
+/// Stage one: fine-tuning GLM-4-Voice-9B.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LmConfig {
+    /// A GLM-4-Voice-9B directory in the Hugging Face layout (config.json, safetensors shards).
+    pub base_model: Option<PathBuf>,
+    /// Directory with tokenizer.model / tokenizer.json (default: `base_model`).
+    pub tokenizer: Option<PathBuf>,
+    pub finetune: FinetuneMode,
+    pub lora: LoraConfig,
+    /// Parameter-name patterns (`*` wildcard) kept frozen in full fine-tuning.
+    pub freeze_patterns: Vec<String>,
+    pub max_seq_len: usize,
+    pub batch_size: usize,
+    pub activation_checkpointing: bool,
+    pub train: TrainingConfig,
+}
+
+/// One part of the decoder (flow or HiFT) and how it trains.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderPartConfig {
+    /// Batches are filled up to this many mel frames in total.
+    pub max_frames_per_batch: usize,
+    pub train: TrainingConfig,
+}
+
+/// Stage two: GLM-4-Voice-Decoder trained from scratch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DecoderConfig {
+    /// A GLM-4-Voice-Decoder `config.yaml` (HyperPyYAML) giving the flow and HiFT hyperparameters.
+    pub config: Option<PathBuf>,
+    /// An existing decoder directory (flow.pt, hift.pt): kept as is when the stage is frozen.
+    pub init: Option<PathBuf>,
+    pub flow: DecoderPartConfig,
+    pub hift: DecoderPartConfig,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    pub file: PathBuf,
+    /// A file only meant to be extended (like `base.yaml`): required keys may be absent.
+    pub template: bool,
+    pub description: Option<String>,
+    pub output_dir: PathBuf,
+    pub seed: u64,
+    pub device: DeviceSpec,
+    pub dtype: Dtype,
+    pub character: Option<Character>,
+    pub data: DataConfig,
+    pub lm: LmConfig,
+    pub decoder: DecoderConfig,
+    pub freeze: Vec<Stage>,
+    /// The merged tree, for printing the resolved recipe.
+    pub tree: Node,
+}
+
+/// How to treat data and weight paths that do not exist (yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PathCheck {
+    /// Missing inputs are errors: running a recipe.
+    Strict,
+    /// Missing inputs are warnings: `validate` of a recipe whose data the user has not brought yet.
+    Lenient,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum PathKind {
+    File,
+    Dir,
+}
+
+/// A loaded recipe and its warnings.
+pub struct Loaded {
+    pub recipe: Recipe,
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Recipe {
+    /// Loads `file` with its `extends` chain and `overrides`; all problems or a recipe.
+    pub fn load(
+        file: &Path,
+        overrides: &[String],
+        paths: PathCheck,
+    ) -> Result<Loaded, RecipeErrors> {
+        let diags = Diagnostics::default();
+        let recipe = layers::load_with_extends(file, &diags).and_then(|mut tree| {
+            layers::apply_overrides(&mut tree, overrides, &diags);
+            let recipe = read_recipe(file, tree, paths, &diags);
+            Some(recipe)
+        });
+        let mut items = diags.into_vec();
+        items.sort_by_key(|d| d.severity != Severity::Error);
+        match recipe {
+            Some(recipe) if !items.iter().any(|d| d.severity == Severity::Error) => Ok(Loaded {
+                recipe,
+                warnings: items,
+            }),
+            _ => Err(RecipeErrors(items)),
+        }
+    }
+
+    /// The stages this recipe trains, in order.
+    pub fn trained_stages(&self) -> Vec<Stage> {
+        [Stage::Lm, Stage::Decoder]
+            .into_iter()
+            .filter(|s| !self.freeze.contains(s))
+            .collect()
+    }
+
+    /// The speaker label of the character's lines in the manifests.
+    pub fn speaker(&self) -> Option<&str> {
+        self.data
+            .speaker
+            .as_deref()
+            .or(self.character.as_ref().map(|c| c.speaker.as_str()))
+    }
+
+    /// The resolved recipe as YAML (all layers merged, overrides applied).
+    pub fn resolved_yaml(&self) -> String {
+        serde_yaml::to_string(&self.tree.to_yaml()).unwrap_or_default()
+    }
+}
+
+fn check_path(
+    s: &Section,
+    key: &'static str,
+    path: &Path,
+    kind: PathKind,
+    paths: PathCheck,
+    what: &str,
+) {
+    let problem = match (kind, path.exists(), path.is_dir()) {
+        (_, false, _) => format!("{what} not found: {}", path.display()),
+        (PathKind::File, true, true) => format!(
+            "{what} must be a file, found a directory: {}",
+            path.display()
+        ),
+        (PathKind::Dir, true, false) => format!("{what} must be a directory: {}", path.display()),
+        _ => return,
+    };
+    let origin = s.origin_of(key);
+    let key = s.key_path(key);
+    match paths {
+        PathCheck::Strict => s.diags().error(&origin, &key, problem),
+        PathCheck::Lenient => {
+            s.diags()
+                .warning(&origin, &key, format!("{problem} (needed to run)"))
+        }
+    }
+}
+
+fn read_recipe(file: &Path, tree: Node, paths: PathCheck, diags: &Diagnostics) -> Recipe {
+    let root = Section::new(&tree, "", diags);
+    let template: bool = root.or("template", false);
+    let description = root.opt::<String>("description");
+    let output_dir = root.or(
+        "output_dir",
+        PathBuf::from("checkpoints").join(
+            file.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "run".into()),
+        ),
+    );
+    let seed = root.or("seed", 42u64);
+    let device = root.or("device", DeviceSpec::Auto);
+    let dtype = root.or("dtype", Dtype::Auto);
+    if device == DeviceSpec::Cpu && matches!(dtype, Dtype::Bf16 | Dtype::Fp16) {
+        root.check(false, "dtype", format!("{dtype} is not supported on device `cpu` (burn-ndarray computes in fp32); use fp32 or auto"));
+    }
+
+    let character = match root.opt::<PathBuf>("character") {
+        Some(path) => Character::load(&path, &root.origin_of("character"), diags),
+        None => {
+            if !template {
+                root.check(
+                    false,
+                    "character",
+                    "required key is missing (path to a character card)",
+                );
+            }
+            None
+        }
+    };
+
+    let data = read_data(&root.section("data"), &output_dir, template, paths);
+    let lm = read_lm(&root.section("lm"), template, paths);
+    let decoder = read_decoder(&root.section("decoder"), template, paths);
+    let freeze: Vec<Stage> = root.or("freeze", Vec::new());
+    root.check(
+        freeze.len() < 2 || freeze[0] != freeze[1],
+        "freeze",
+        "lists a stage twice",
+    );
+    if !template {
+        root.check(
+            !(freeze.contains(&Stage::Lm) && freeze.contains(&Stage::Decoder)),
+            "freeze",
+            "freezes both stages: nothing would be trained",
+        );
+        if freeze.contains(&Stage::Decoder) && decoder.init.is_none() {
+            root.check(false, "freeze", "freezing the decoder keeps an existing one: set `decoder.init` to a GLM-4-Voice-Decoder directory");
+        }
+    }
+    root.finish();
+    Recipe {
+        file: file.to_path_buf(),
+        template,
+        description,
+        output_dir,
+        seed,
+        device,
+        dtype,
+        character,
+        data,
+        lm,
+        decoder,
+        freeze,
+        tree,
+    }
+}
+
+fn read_data(s: &Section, output_dir: &Path, template: bool, paths: PathCheck) -> DataConfig {
+    let manifests: Vec<PathBuf> = s.or("manifests", Vec::new());
+    if !template {
+        s.check(
+            !manifests.is_empty(),
+            "manifests",
+            "at least one manifest (JSONL) is required",
+        );
+    }
+    for manifest in &manifests {
+        check_path(s, "manifests", manifest, PathKind::File, paths, "manifest");
+    }
+    let f = s.section("filters");
+    let filters = QualityFilters {
+        min_seconds: f.or("min_seconds", 0.5),
+        max_seconds: f.or("max_seconds", 30.0),
+        min_rms_dbfs: f.or("min_rms_dbfs", -50.0),
+        max_clipped_fraction: f.or("max_clipped_fraction", 0.001),
+        clip_level: f.or("clip_level", 0.999),
+        require_text: f.or("require_text", true),
+    };
+    f.check(
+        filters.min_seconds >= 0.0,
+        "min_seconds",
+        format!("must be >= 0, found {}", filters.min_seconds),
+    );
+    f.positive("max_seconds", filters.max_seconds);
+    f.check(
+        filters.max_seconds > filters.min_seconds,
+        "max_seconds",
+        format!(
+            "must be greater than min_seconds ({}), found {}",
+            filters.min_seconds, filters.max_seconds
+        ),
+    );
+    f.check(
+        filters.min_rms_dbfs < 0.0,
+        "min_rms_dbfs",
+        format!(
+            "is in dBFS and must be below 0, found {}",
+            filters.min_rms_dbfs
+        ),
+    );
+    f.in_range(
+        "max_clipped_fraction",
+        filters.max_clipped_fraction,
+        0.0,
+        1.0,
+    );
+    f.check(
+        filters.clip_level > 0.0 && filters.clip_level <= 1.0,
+        "clip_level",
+        format!("must be in (0, 1], found {}", filters.clip_level),
+    );
+    f.finish();
+    let v = s.section("validation");
+    let validation_fraction = v.or("fraction", 0.05);
+    v.check(
+        (0.0..1.0).contains(&validation_fraction),
+        "fraction",
+        format!("must be in [0, 1), found {validation_fraction}"),
+    );
+    let validation_min_items = v.or("min_items", 1usize);
+    v.finish();
+    let data = DataConfig {
+        manifests,
+        cache_dir: s.or("cache_dir", output_dir.join("cache")),
+        speaker: s.opt("speaker"),
+        filters,
+        validation_fraction,
+        validation_min_items,
+    };
+    s.finish();
+    data
+}
+
+fn read_lm(s: &Section, template: bool, paths: PathCheck) -> LmConfig {
+    let base_model = s.opt::<PathBuf>("base_model");
+    match &base_model {
+        Some(dir) => {
+            check_path(
+                s,
+                "base_model",
+                dir,
+                PathKind::Dir,
+                paths,
+                "GLM-4-Voice-9B model directory",
+            );
+            if dir.is_dir() {
+                check_path(
+                    s,
+                    "base_model",
+                    &dir.join("config.json"),
+                    PathKind::File,
+                    paths,
+                    "model config",
+                );
+            }
+        }
+        None if !template => {
+            s.check(
+                false,
+                "base_model",
+                "required key is missing (a GLM-4-Voice-9B directory in the Hugging Face layout)",
+            );
+        }
+        None => {}
+    }
+    let tokenizer = s.opt::<PathBuf>("tokenizer");
+    if let Some(dir) = &tokenizer {
+        check_path(
+            s,
+            "tokenizer",
+            dir,
+            PathKind::Dir,
+            paths,
+            "tokenizer directory",
+        );
+    }
+    let l = s.section("lora");
+    let lora = LoraConfig {
+        rank: l.or("rank", 32usize),
+        alpha: l.or("alpha", 32.0),
+        dropout: l.or("dropout", 0.1),
+        targets: l.or(
+            "targets",
+            LORA_TARGETS.iter().map(|t| t.to_string()).collect(),
+        ),
+    };
+    l.at_least("rank", lora.rank, 1);
+    l.positive("alpha", lora.alpha);
+    l.check(
+        (0.0..1.0).contains(&lora.dropout),
+        "dropout",
+        format!("must be in [0, 1), found {}", lora.dropout),
+    );
+    l.check(
+        !lora.targets.is_empty(),
+        "targets",
+        "must name at least one layer",
+    );
+    for target in &lora.targets {
+        if !LORA_TARGETS.contains(&target.as_str()) {
+            let hint = diagnostics::suggest(target, LORA_TARGETS.iter().copied())
+                .map(|t| format!(" (did you mean `{t}`?)"))
+                .unwrap_or_default();
+            l.check(
+                false,
+                "targets",
+                format!(
+                    "unknown layer {target:?}{hint}; choose from {}",
+                    LORA_TARGETS.join(", ")
+                ),
+            );
+        }
+    }
+    l.finish();
+    let defaults = TrainingDefaults {
+        optimizer: OptimizerKind::AdamW,
+        lr: 1e-4,
+        weight_decay: 0.01,
+        schedule: ScheduleKind::Cosine,
+        warmup_steps: 50,
+        length: Length::Epochs(3),
+        gradient_accumulation: 1,
+        clip_grad_norm: Some(1.0),
+        checkpoint_every: 100,
+    };
+    let lm = LmConfig {
+        base_model,
+        tokenizer,
+        finetune: s.or("finetune", FinetuneMode::Lora),
+        lora,
+        freeze_patterns: s.or("freeze_patterns", Vec::new()),
+        max_seq_len: s.or("max_seq_len", 2048usize),
+        batch_size: s.or("batch_size", 1usize),
+        activation_checkpointing: s.or("activation_checkpointing", true),
+        train: TrainingConfig::read(s, &defaults),
+    };
+    s.at_least("max_seq_len", lm.max_seq_len, 16);
+    s.at_least("batch_size", lm.batch_size, 1);
+    s.finish();
+    lm
+}
+
+fn read_decoder_part(
+    s: &Section,
+    lr: f64,
+    schedule: ScheduleKind,
+    warmup_steps: usize,
+    clip: f64,
+    accumulation: usize,
+) -> DecoderPartConfig {
+    let defaults = TrainingDefaults {
+        optimizer: OptimizerKind::Adam,
+        lr,
+        weight_decay: 0.0,
+        schedule,
+        warmup_steps,
+        length: Length::Steps(50_000),
+        gradient_accumulation: accumulation,
+        clip_grad_norm: Some(clip),
+        checkpoint_every: 1000,
+    };
+    let part = DecoderPartConfig {
+        max_frames_per_batch: s.or("max_frames_per_batch", 2000usize),
+        train: TrainingConfig::read(s, &defaults),
+    };
+    s.at_least("max_frames_per_batch", part.max_frames_per_batch, 1);
+    s.finish();
+    part
+}
+
+fn read_decoder(s: &Section, template: bool, paths: PathCheck) -> DecoderConfig {
+    let init = s.opt::<PathBuf>("init");
+    if let Some(dir) = &init {
+        check_path(s, "init", dir, PathKind::Dir, paths, "decoder directory");
+    }
+    let config = s
+        .opt::<PathBuf>("config")
+        .or_else(|| init.as_ref().map(|dir| dir.join("config.yaml")));
+    match &config {
+        Some(file) => check_path(
+            s,
+            if s.has("config") { "config" } else { "init" },
+            file,
+            PathKind::File,
+            paths,
+            "decoder config.yaml",
+        ),
+        None if !template => {
+            s.check(false, "config", "required key is missing (a GLM-4-Voice-Decoder config.yaml, or `init` pointing at its directory)");
+        }
+        None => {}
+    }
+    // CosyVoice's published recipe: flow Adam 1e-3 with 2500 warmup steps and inverse-sqrt decay,
+    // clip 5, accumulation 2; HiFT Adam 2e-4.
+    let flow = read_decoder_part(
+        &s.section("flow"),
+        1e-3,
+        ScheduleKind::InverseSqrt,
+        2500,
+        5.0,
+        2,
+    );
+    let hift = read_decoder_part(&s.section("hift"), 2e-4, ScheduleKind::Constant, 0, 5.0, 1);
+    s.finish();
+    DecoderConfig {
+        config,
+        init,
+        flow,
+        hift,
+    }
+}

@@ -1,0 +1,8 @@
+//! The one integration-test binary (one link step for all tests): each file is a module.
+
+mod common;
+
+mod audio_frontend;
+mod cli;
+mod data_scan;
+mod recipes;

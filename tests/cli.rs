@@ -1,0 +1,137 @@
+//! The command line as a user meets it: dry run, device errors, exit codes.
+
+use crate::common::{arp_train, repo, text};
+
+#[test]
+fn dry_run_prints_recipe_data_plan_and_parameters() {
+    let out = arp_train(&repo(), &["--recipe", "recipes/tiny.yaml", "--dry-run"]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for expected in [
+        "== resolved recipe",
+        "device: cpu (fp32)",
+        "utterances: 21 kept",
+        "ada                  10         0",
+        "<- character",
+        "1. lm       train 12 steps",
+        "2. flow     train 12 steps",
+        "3. hift     train 12 steps",
+        "lm: 21.69 M total",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+}
+
+#[test]
+fn frozen_stage_shows_in_the_plan() {
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--dry-run",
+            "--set",
+            "freeze=[lm]",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("1. lm       frozen"), "{stdout}");
+    assert!(stdout.contains("0 trainable"), "{stdout}");
+}
+
+#[test]
+fn unusable_devices_are_clear_errors_not_panics() {
+    // This machine (and CI) has no GPU: CUDA must fail cleanly. With --dry-run the plan still
+    // prints and names the problem; a real run stops with exit code 2 before any work.
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--device",
+            "cuda:0",
+            "--set",
+            "dtype=auto",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    if out.status.success() {
+        return; // a CUDA machine: nothing to check here
+    }
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("device `cuda:0` is not usable on this machine"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--device",
+            "cuda",
+            "--set",
+            "dtype=auto",
+            "--dry-run",
+        ],
+    );
+    assert!(out.status.success());
+    assert!(
+        text(&out.stdout).contains("device: cuda:0: NOT USABLE"),
+        "{}",
+        text(&out.stdout)
+    );
+}
+
+#[test]
+fn templates_cannot_run_and_usage_errors_exit_2() {
+    let out = arp_train(&repo(), &["--recipe", "recipes/base.yaml", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("is a template"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = arp_train(
+        &repo(),
+        &["--recipe", "recipes/tiny.yaml", "--device", "tpu"],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("unknown device \"tpu\""),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn a_run_writes_resolved_recipe_and_report_then_stops_honestly() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("run");
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--output",
+            &output.display().to_string(),
+            "--log-format",
+            "json",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("nothing was trained"), "{stderr}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("\"starting run\"")),
+        "json logs: {stderr}"
+    );
+    let resolved = std::fs::read_to_string(output.join("recipe.resolved.yaml")).unwrap();
+    assert!(resolved.contains("rank: 4"));
+    assert!(output.join("reports/data-rejections.jsonl").exists());
+}

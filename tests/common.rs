@@ -1,0 +1,41 @@
+//! Helpers shared by the integration tests.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs the `arp-train` binary with `args` in `cwd`.
+pub fn arp_train(cwd: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("the arp-train binary runs")
+}
+
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// A recipe in a temporary directory: line 1 extends a valid recipe on the tiny corpus (itself
+/// extending the shipped base); `extra` follows from line 2.
+pub fn tiny_recipe(dir: &Path, name: &str, extra: &str) -> PathBuf {
+    let repo = repo();
+    let valid = dir.join("valid-tiny.yaml");
+    let body = format!(
+        "extends: {base}\ncharacter: {card}\ndevice: cpu\ndtype: fp32\ndata:\n  manifests: [{manifest}]\nlm:\n  base_model: {lm}\ndecoder:\n  config: {decoder}\n",
+        base = repo.join("recipes/base.yaml").display(),
+        card = repo.join("characters/ada.yaml").display(),
+        manifest = repo.join("data/tiny-lab/manifest.jsonl").display(),
+        lm = repo.join("models/tiny/glm-4-voice-9b").display(),
+        decoder = repo.join("models/tiny/glm-4-voice-decoder/config.yaml").display(),
+    );
+    std::fs::write(&valid, body).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, format!("extends: {}\n{extra}", valid.display())).unwrap();
+    path
+}
