@@ -54,6 +54,18 @@ impl FromStr for DeviceSpec {
     }
 }
 
+impl serde::Serialize for DeviceSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl serde::Serialize for Dtype {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 impl FromNode for DeviceSpec {
     fn from_node(node: &Node) -> Result<Self, String> {
         node.as_str()

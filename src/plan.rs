@@ -62,8 +62,8 @@ impl Plan {
             .collect();
         let validation = validation_count(
             character.len(),
-            recipe.data.validation_fraction,
-            recipe.data.validation_min_items,
+            recipe.data.validation.fraction,
+            recipe.data.validation.min_items,
         );
         let train = character.len() - validation;
         let seconds: f64 = character.iter().map(|k| k.seconds).sum();

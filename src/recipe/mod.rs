@@ -10,6 +10,8 @@ pub mod training;
 
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
+
 use crate::backend::{DeviceSpec, Dtype};
 use crate::character::Character;
 use crate::yaml_enum;
@@ -19,7 +21,8 @@ use reader::Section;
 use training::{Length, OptimizerKind, ScheduleKind, TrainingConfig, TrainingDefaults};
 
 /// The two trainable stages of an ARP-Model.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Stage {
     /// Stage one: GLM-4-Voice-9B fine-tuned on the character's interleaved text-audio replies.
     Lm,
@@ -38,7 +41,7 @@ impl Stage {
 }
 
 /// The acoustic-integrity filters of AudioRole's post-processing.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct QualityFilters {
     pub min_seconds: f64,
     pub max_seconds: f64,
@@ -50,19 +53,27 @@ pub struct QualityFilters {
     pub require_text: bool,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// The held-out part of the character's utterances.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValidationSplit {
+    /// Share of the character's utterances held out for evaluation.
+    pub fraction: f64,
+    pub min_items: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DataConfig {
     pub manifests: Vec<PathBuf>,
     pub cache_dir: PathBuf,
     /// The manifest speaker label of the character (default: the card's `speaker`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub speaker: Option<String>,
     pub filters: QualityFilters,
-    /// Share of the character's utterances held out for evaluation.
-    pub validation_fraction: f64,
-    pub validation_min_items: usize,
+    pub validation: ValidationSplit,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum FinetuneMode {
     Lora,
     Full,
@@ -72,7 +83,7 @@ yaml_enum!(FinetuneMode { "lora" => FinetuneMode::Lora, "full" => FinetuneMode::
 /// The GLM-4-Voice linear layers a LoRA adapter can wrap.
 pub const LORA_TARGETS: &[&str] = &["query_key_value", "dense", "dense_h_to_4h", "dense_4h_to_h"];
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LoraConfig {
     pub rank: usize,
     pub alpha: f64,
@@ -81,11 +92,13 @@ pub struct LoraConfig {
 }
 
 /// Stage one: fine-tuning GLM-4-Voice-9B.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct LmConfig {
     /// A GLM-4-Voice-9B directory in the Hugging Face layout (config.json, safetensors shards).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub base_model: Option<PathBuf>,
     /// Directory with tokenizer.model / tokenizer.json (default: `base_model`).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tokenizer: Option<PathBuf>,
     pub finetune: FinetuneMode,
     pub lora: LoraConfig,
@@ -94,45 +107,67 @@ pub struct LmConfig {
     pub max_seq_len: usize,
     pub batch_size: usize,
     pub activation_checkpointing: bool,
+    #[serde(flatten)]
     pub train: TrainingConfig,
 }
 
 /// One part of the decoder (flow or HiFT) and how it trains.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DecoderPartConfig {
     /// Batches are filled up to this many mel frames in total.
     pub max_frames_per_batch: usize,
+    #[serde(flatten)]
     pub train: TrainingConfig,
 }
 
 /// Stage two: GLM-4-Voice-Decoder trained from scratch.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct DecoderConfig {
     /// A GLM-4-Voice-Decoder `config.yaml` (HyperPyYAML) giving the flow and HiFT hyperparameters.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub config: Option<PathBuf>,
     /// An existing decoder directory (flow.pt, hift.pt): kept as is when the stage is frozen.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub init: Option<PathBuf>,
     pub flow: DecoderPartConfig,
     pub hift: DecoderPartConfig,
 }
 
-#[derive(Clone, Debug, PartialEq)]
+/// A resolved recipe. It serializes to the same schema it is read from, with every default
+/// filled in and every path absolute: that YAML is the "resolved recipe" a run records, and it
+/// loads back as an equal recipe.
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Recipe {
+    #[serde(skip)]
     pub file: PathBuf,
     /// A file only meant to be extended (like `base.yaml`): required keys may be absent.
+    #[serde(skip)]
     pub template: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     pub output_dir: PathBuf,
     pub seed: u64,
     pub device: DeviceSpec,
     pub dtype: Dtype,
+    #[serde(
+        serialize_with = "character_path",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub character: Option<Character>,
     pub data: DataConfig,
     pub lm: LmConfig,
     pub decoder: DecoderConfig,
     pub freeze: Vec<Stage>,
-    /// The merged tree, for printing the resolved recipe.
+    /// The merged tree as written (before defaults).
+    #[serde(skip)]
     pub tree: Node,
+}
+
+fn character_path<S: serde::Serializer>(card: &Option<Character>, s: S) -> Result<S::Ok, S::Error> {
+    match card {
+        Some(card) => card.file.serialize(s),
+        None => s.serialize_none(),
+    }
 }
 
 /// How to treat data and weight paths that do not exist (yet).
@@ -196,9 +231,10 @@ impl Recipe {
             .or(self.character.as_ref().map(|c| c.speaker.as_str()))
     }
 
-    /// The resolved recipe as YAML (all layers merged, overrides applied).
+    /// The resolved recipe as YAML: all layers merged, overrides applied, defaults filled in,
+    /// paths absolute. It is itself a valid recipe.
     pub fn resolved_yaml(&self) -> String {
-        serde_yaml::to_string(&self.tree.to_yaml()).unwrap_or_default()
+        serde_yaml::to_string(self).expect("recipes serialize to YAML")
     }
 }
 
@@ -236,11 +272,14 @@ fn read_recipe(file: &Path, tree: Node, paths: PathCheck, diags: &Diagnostics) -
     let description = root.opt::<String>("description");
     let output_dir = root.or(
         "output_dir",
-        PathBuf::from("checkpoints").join(
-            file.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "run".into()),
-        ),
+        std::env::current_dir()
+            .unwrap_or_default()
+            .join("checkpoints")
+            .join(
+                file.file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "run".into()),
+            ),
     );
     let seed = root.or("seed", 42u64);
     let device = root.or("device", DeviceSpec::Auto);
@@ -356,21 +395,22 @@ fn read_data(s: &Section, output_dir: &Path, template: bool, paths: PathCheck) -
     );
     f.finish();
     let v = s.section("validation");
-    let validation_fraction = v.or("fraction", 0.05);
+    let validation = ValidationSplit {
+        fraction: v.or("fraction", 0.05),
+        min_items: v.or("min_items", 1usize),
+    };
     v.check(
-        (0.0..1.0).contains(&validation_fraction),
+        (0.0..1.0).contains(&validation.fraction),
         "fraction",
-        format!("must be in [0, 1), found {validation_fraction}"),
+        format!("must be in [0, 1), found {}", validation.fraction),
     );
-    let validation_min_items = v.or("min_items", 1usize);
     v.finish();
     let data = DataConfig {
         manifests,
         cache_dir: s.or("cache_dir", output_dir.join("cache")),
         speaker: s.opt("speaker"),
         filters,
-        validation_fraction,
-        validation_min_items,
+        validation,
     };
     s.finish();
     data

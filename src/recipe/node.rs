@@ -34,13 +34,33 @@ impl Origin {
         }
     }
 
-    /// The directory relative paths written here are resolved against.
+    /// The directory relative paths written here are resolved against: the file's directory,
+    /// or the working directory for a `--set` flag. Absolute, so resolved recipes work anywhere.
     pub fn base_dir(&self) -> PathBuf {
+        let cwd = std::env::current_dir().unwrap_or_default();
         if self.command_line {
-            return PathBuf::new();
+            return cwd;
         }
-        self.file.parent().map(PathBuf::from).unwrap_or_default()
+        normalize(&cwd.join(self.file.parent().unwrap_or(Path::new(""))))
     }
+}
+
+/// Removes `.` and `..` components without touching the file system (symlinks stay as written).
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for part in path.components() {
+        match part {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                if !out.pop() {
+                    out.push("..");
+                }
+            }
+            other => out.push(other.as_os_str()),
+        }
+    }
+    out
 }
 
 impl fmt::Display for Origin {

@@ -84,7 +84,7 @@ impl FromNode for PathBuf {
                 if path.is_absolute() {
                     return Ok(path);
                 }
-                Ok(node.origin.base_dir().join(path))
+                Ok(super::node::normalize(&node.origin.base_dir().join(path)))
             }
             Value::Str(_) => Err("expected a path, found an empty string".into()),
             _ => Err(expected("a path", node)),

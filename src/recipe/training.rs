@@ -1,18 +1,22 @@
 //! The training keys every stage shares (stage one, flow, HiFT): optimizer, schedule, length,
 //! accumulation, clipping, checkpoint/eval/log cadence, the non-finite guard.
 
+use serde::Serialize;
+
 use super::reader::Section;
 use crate::yaml_enum;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum OptimizerKind {
     AdamW,
     Adam,
 }
 yaml_enum!(OptimizerKind { "adamw" => OptimizerKind::AdamW, "adam" => OptimizerKind::Adam });
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct OptimizerConfig {
+    #[serde(rename = "name")]
     pub kind: OptimizerKind,
     pub lr: f64,
     pub betas: [f64; 2],
@@ -20,7 +24,8 @@ pub struct OptimizerConfig {
     pub weight_decay: f64,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ScheduleKind {
     /// Linear warmup, then cosine decay to `min_lr_ratio * lr`.
     Cosine,
@@ -38,24 +43,28 @@ yaml_enum!(ScheduleKind {
     "inverse_sqrt" => ScheduleKind::InverseSqrt,
 });
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ScheduleConfig {
+    #[serde(rename = "name")]
     pub kind: ScheduleKind,
     pub warmup_steps: usize,
     pub min_lr_ratio: f64,
 }
 
-/// How long a stage trains: optimizer steps, or passes over the data.
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// How long a stage trains: optimizer steps, or passes over the data (written as the key
+/// `steps: N` or `epochs: N` in the stage's section).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Length {
     Steps(usize),
     Epochs(usize),
 }
 
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct TrainingConfig {
     pub optimizer: OptimizerConfig,
     pub schedule: ScheduleConfig,
+    #[serde(flatten)]
     pub length: Length,
     pub gradient_accumulation: usize,
     pub clip_grad_norm: Option<f64>,
