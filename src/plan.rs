@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::data::scan::Scan;
+use crate::models::decoder_config::DecoderModelConfig;
 use crate::models::glm4_config::Glm4Config;
 use crate::recipe::training::{Length, TrainingConfig};
 use crate::recipe::{FinetuneMode, Recipe, Stage};
@@ -29,6 +30,8 @@ pub struct Plan {
     pub stages: Vec<StagePlan>,
     pub lm_parameters: Option<u64>,
     pub lm_trainable: Option<u64>,
+    /// The decoder architecture as its config.yaml describes it.
+    pub decoder_summary: Option<String>,
     pub notes: Vec<String>,
 }
 
@@ -128,7 +131,14 @@ impl Plan {
             }
             None => (None, None),
         };
+        let decoder_summary = recipe
+            .decoder
+            .config
+            .as_ref()
+            .and_then(|path| DecoderModelConfig::from_file(path).ok())
+            .map(|c| c.summary());
         Plan {
+            decoder_summary,
             speaker,
             train_utterances: train,
             validation_utterances: validation,
@@ -236,6 +246,9 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
         _ => {
             let _ = writeln!(s, "lm: unknown (no readable config.json)");
         }
+    }
+    if let Some(summary) = &plan.decoder_summary {
+        let _ = writeln!(s, "decoder: {summary}");
     }
     for note in &plan.notes {
         let _ = writeln!(s, "note: {note}");

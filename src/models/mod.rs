@@ -1,3 +1,4 @@
 //! Model definitions. Each file mirrors its reference module tree.
 
+pub mod decoder_config;
 pub mod glm4_config;

@@ -69,6 +69,11 @@ impl Diagnostics {
         }
     }
 
+    /// Adds diagnostics found in another file (a decoder config.yaml, say).
+    pub fn extend(&self, items: Vec<Diagnostic>) {
+        self.items.borrow_mut().extend(items);
+    }
+
     pub fn has_errors(&self) -> bool {
         self.items
             .borrow()

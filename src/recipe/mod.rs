@@ -448,6 +448,15 @@ fn read_lm(s: &Section, template: bool, paths: PathCheck) -> LmConfig {
         }
         None => {}
     }
+    if let Some(config) = base_model
+        .as_ref()
+        .map(|d| d.join("config.json"))
+        .filter(|f| f.is_file())
+    {
+        if let Err(e) = crate::models::glm4_config::Glm4Config::from_file(&config) {
+            s.check(false, "base_model", format!("unusable model config: {e}"));
+        }
+    }
     let tokenizer = s.opt::<PathBuf>("tokenizer");
     if let Some(dir) = &tokenizer {
         check_path(
@@ -561,6 +570,11 @@ fn read_decoder(s: &Section, template: bool, paths: PathCheck) -> DecoderConfig 
     let config = s
         .opt::<PathBuf>("config")
         .or_else(|| init.as_ref().map(|dir| dir.join("config.yaml")));
+    if let Some(file) = config.as_ref().filter(|f| f.is_file()) {
+        if let Err(errors) = crate::models::decoder_config::DecoderModelConfig::from_file(file) {
+            s.diags().extend(errors.0);
+        }
+    }
     match &config {
         Some(file) => check_path(
             s,

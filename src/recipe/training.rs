@@ -67,6 +67,8 @@ pub struct TrainingConfig {
     #[serde(flatten)]
     pub length: Length,
     pub gradient_accumulation: usize,
+    /// Global gradient-norm bound; `None` (written as 0) disables clipping.
+    #[serde(serialize_with = "zero_when_none")]
     pub clip_grad_norm: Option<f64>,
     pub checkpoint_every: usize,
     pub keep_last_n: usize,
@@ -135,11 +137,17 @@ impl TrainingConfig {
             (None, Some(epochs)) => Length::Epochs(s.at_least("epochs", epochs, 1)),
             (None, None) => d.length,
         };
-        let clip_grad_norm = match s.node("clip_grad_norm") {
+        // 0 turns clipping off (null would mean "the default").
+        let clip_grad_norm = match s.opt::<f64>("clip_grad_norm") {
             None => d.clip_grad_norm,
-            Some(_) => s
-                .opt::<f64>("clip_grad_norm")
-                .map(|v| s.positive("clip_grad_norm", v)),
+            Some(v) => {
+                s.check(
+                    v >= 0.0,
+                    "clip_grad_norm",
+                    format!("must be >= 0 (0 disables clipping), found {v}"),
+                );
+                (v > 0.0).then_some(v)
+            }
         };
         let config = TrainingConfig {
             optimizer,
@@ -161,4 +169,8 @@ impl TrainingConfig {
         s.at_least("max_nonfinite_steps", config.max_nonfinite_steps, 1);
         config
     }
+}
+
+fn zero_when_none<S: serde::Serializer>(value: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(value.unwrap_or(0.0))
 }
