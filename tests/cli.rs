@@ -1,12 +1,10 @@
 //! The command line as a user meets it: dry run, device errors, exit codes.
 
-use crate::common::{arp_train, repo, text};
+use crate::common::{arp_train, dry_run_tiny, repo, text};
 
 #[test]
 fn dry_run_prints_recipe_data_plan_and_parameters() {
-    let out = arp_train(&repo(), &["--recipe", "recipes/tiny.yaml", "--dry-run"]);
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = dry_run_tiny(&[]);
     for expected in [
         "== resolved recipe",
         "device: cpu (fp32)",
@@ -24,18 +22,7 @@ fn dry_run_prints_recipe_data_plan_and_parameters() {
 
 #[test]
 fn frozen_stage_shows_in_the_plan() {
-    let out = arp_train(
-        &repo(),
-        &[
-            "--recipe",
-            "recipes/tiny.yaml",
-            "--dry-run",
-            "--set",
-            "freeze=[lm]",
-        ],
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = dry_run_tiny(&["--set", "freeze=[lm]"]);
     assert!(stdout.contains("1. lm       frozen"), "{stdout}");
     assert!(stdout.contains("0 trainable"), "{stdout}");
 }

@@ -39,3 +39,12 @@ pub fn tiny_recipe(dir: &Path, name: &str, extra: &str) -> PathBuf {
     std::fs::write(&path, format!("extends: {}\n{extra}", valid.display())).unwrap();
     path
 }
+
+/// Dry-runs the shipped tiny recipe with `extra` flags; asserts success and returns stdout.
+pub fn dry_run_tiny(extra: &[&str]) -> String {
+    let mut args = vec!["--recipe", "recipes/tiny.yaml", "--dry-run"];
+    args.extend_from_slice(extra);
+    let out = arp_train(&repo(), &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    text(&out.stdout)
+}

@@ -1,7 +1,7 @@
 //! Recipe checking: every shipped recipe validates; malformed ones fail with exit code 2 and an
 //! error naming file, line and key.
 
-use crate::common::{arp_train, repo, text, tiny_recipe};
+use crate::common::{arp_train, dry_run_tiny, repo, text, tiny_recipe};
 
 #[test]
 fn every_shipped_recipe_validates() {
@@ -363,20 +363,7 @@ fn character_card_errors_point_into_the_card() {
 
 #[test]
 fn overrides_take_effect_and_inherit_deeply() {
-    let out = arp_train(
-        &repo(),
-        &[
-            "--recipe",
-            "recipes/tiny.yaml",
-            "--dry-run",
-            "--set",
-            "lm.lora.rank=8",
-            "--set",
-            "lm.steps=30",
-        ],
-    );
-    let stdout = text(&out.stdout);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = dry_run_tiny(&["--set", "lm.lora.rank=8", "--set", "lm.steps=30"]);
     assert!(stdout.contains("rank: 8"), "{stdout}");
     // alpha 8 comes from tiny.yaml, dropout 0.0 too, targets from base.yaml.
     assert!(
