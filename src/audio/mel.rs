@@ -15,12 +15,6 @@ pub struct Mel {
     pub data: Vec<f32>,
 }
 
-impl Mel {
-    pub fn get(&self, mel: usize, frame: usize) -> f32 {
-        self.data[mel * self.frames + frame]
-    }
-}
-
 /// Slaney's mel scale (librosa's default, `htk=False`).
 pub fn hz_to_mel(f: f64) -> f64 {
     if f >= 1000.0 {

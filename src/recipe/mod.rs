@@ -215,14 +215,6 @@ impl Recipe {
         }
     }
 
-    /// The stages this recipe trains, in order.
-    pub fn trained_stages(&self) -> Vec<Stage> {
-        [Stage::Lm, Stage::Decoder]
-            .into_iter()
-            .filter(|s| !self.freeze.contains(s))
-            .collect()
-    }
-
     /// The speaker label of the character's lines in the manifests.
     pub fn speaker(&self) -> Option<&str> {
         self.data

@@ -115,16 +115,6 @@ impl Node {
         }
     }
 
-    pub fn get_mut(&mut self, key: &str) -> Option<&mut Node> {
-        match &mut self.value {
-            Value::Map(entries) => entries
-                .iter_mut()
-                .find(|(k, _)| k.name == key)
-                .map(|(_, v)| v),
-            _ => None,
-        }
-    }
-
     /// Removes and returns the child under `key`.
     pub fn remove(&mut self, key: &str) -> Option<Node> {
         match &mut self.value {
@@ -153,25 +143,6 @@ impl Node {
         match &self.value {
             Value::Str(s) => Some(s),
             _ => None,
-        }
-    }
-
-    /// Converts to a plain serde_yaml value (origins dropped), e.g. to print a resolved recipe.
-    pub fn to_yaml(&self) -> serde_yaml::Value {
-        use serde_yaml::Value as Y;
-        match &self.value {
-            Value::Null => Y::Null,
-            Value::Bool(b) => Y::Bool(*b),
-            Value::Int(i) => Y::Number((*i).into()),
-            Value::Float(x) => Y::Number((*x).into()),
-            Value::Str(s) => Y::String(s.clone()),
-            Value::Seq(items) => Y::Sequence(items.iter().map(Node::to_yaml).collect()),
-            Value::Map(entries) => Y::Mapping(
-                entries
-                    .iter()
-                    .map(|(k, v)| (Y::String(k.name.clone()), v.to_yaml()))
-                    .collect(),
-            ),
         }
     }
 }
