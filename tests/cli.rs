@@ -120,5 +120,9 @@ fn a_run_writes_resolved_recipe_and_report_then_stops_honestly() {
     );
     let resolved = std::fs::read_to_string(output.join("recipe.resolved.yaml")).unwrap();
     assert!(resolved.contains("rank: 4"));
+    assert!(
+        resolved.contains(&format!("output_dir: {}", output.display())),
+        "{resolved}"
+    );
     assert!(output.join("reports/data-rejections.jsonl").exists());
 }

@@ -39,22 +39,28 @@ pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 }
 
 pub fn run(args: RunArgs) -> Exit {
-    let loaded = match Recipe::load(&args.recipe, &args.overrides, PathCheck::Strict) {
+    // --output is an override of `output_dir` like any --set, so defaults derived from it
+    // (data.cache_dir) follow. A JSON string is a valid YAML scalar for any path.
+    let mut overrides = args.overrides.clone();
+    if let Some(dir) = &args.output {
+        overrides.push(format!(
+            "output_dir={}",
+            serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default()
+        ));
+    }
+    let loaded = match Recipe::load(&args.recipe, &overrides, PathCheck::Strict) {
         Ok(loaded) => loaded,
         Err(errors) => return errors.into(),
     };
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
-    let mut recipe = loaded.recipe;
+    let recipe = loaded.recipe;
     if recipe.template {
         return Exit::Usage(format!(
             "{} is a template (`template: true`), meant to be extended by a character's recipe; run that recipe instead",
             recipe.file.display()
         ));
-    }
-    if let Some(dir) = args.output {
-        recipe.output_dir = dir;
     }
     let requested = args.device.unwrap_or(recipe.device);
     let device = backend::resolve(requested, recipe.dtype);
