@@ -1,6 +1,7 @@
 //! arp-train: a trainer for audio role-play (ARP) models on GLM-4-Voice, after the AudioRole
 //! paper's decoupled two-stage recipe. See README.md for the commands and the data layout.
 
+pub mod atomic;
 pub mod audio;
 pub mod backend;
 pub mod character;

@@ -17,27 +17,6 @@ pub struct RunArgs {
     pub device: Option<DeviceSpec>,
 }
 
-/// Writes `contents` to `path` through a temporary file and a rename, so readers never see a
-/// half-written file.
-pub fn write_atomically(path: &Path, contents: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp",
-        path.file_name()
-            .map(|n| n.to_string_lossy())
-            .unwrap_or_default()
-    ));
-    {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    std::fs::rename(&tmp, path)
-}
-
 pub fn run(args: RunArgs) -> Exit {
     // --output is an override of `output_dir` like any --set, so defaults derived from it
     // (data.cache_dir) follow. A JSON string is a valid YAML scalar for any path.
@@ -107,7 +86,7 @@ pub fn run(args: RunArgs) -> Exit {
         Err(e) => return Exit::Usage(e.to_string()),
     };
     tracing::info!(%device, %dtype, output = %recipe.output_dir.display(), "starting run");
-    if let Err(e) = write_atomically(
+    if let Err(e) = crate::atomic::write(
         &recipe.output_dir.join("recipe.resolved.yaml"),
         recipe.resolved_yaml().as_bytes(),
     ) {

@@ -2,7 +2,6 @@
 //! and what is rejected (by reason, with a JSONL report), per speaker.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -69,22 +68,14 @@ impl Scan {
         out
     }
 
-    /// Writes the rejection report (JSONL) through a temporary file, so a crash never leaves a
-    /// half-written report in place.
+    /// Writes the rejection report (JSONL) atomically: a crash never leaves a half-written one.
     pub fn write_rejections(&self, path: &Path) -> std::io::Result<()> {
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+        let mut out = Vec::new();
+        for r in &self.rejected {
+            serde_json::to_writer(&mut out, r)?;
+            out.push(b'\n');
         }
-        let tmp = path.with_extension("jsonl.tmp");
-        {
-            let mut file = std::io::BufWriter::new(std::fs::File::create(&tmp)?);
-            for r in &self.rejected {
-                serde_json::to_writer(&mut file, r)?;
-                file.write_all(b"\n")?;
-            }
-            file.into_inner().map_err(|e| e.into_error())?.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
+        crate::atomic::write(path, &out)
     }
 }
 
