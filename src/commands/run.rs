@@ -43,6 +43,10 @@ pub fn run(args: RunArgs) -> Exit {
     }
     let requested = args.device.unwrap_or(recipe.device);
     let device = backend::resolve(requested, recipe.dtype);
+    // A real run stops on an unusable device before any work; a dry run reports it in the plan.
+    if let (Err(e), false) = (&device, args.dry_run) {
+        return Exit::Usage(e.to_string());
+    }
 
     let scan = match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
         Ok(scan) => scan,

@@ -288,7 +288,9 @@ impl<'a> Section<'a> {
         else {
             return;
         };
-        let known = self.known.borrow();
+        let mut known = self.known.borrow().clone();
+        known.sort_unstable();
+        known.dedup();
         for (key, _) in entries {
             if known.contains(&key.name.as_str()) {
                 continue;
