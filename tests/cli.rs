@@ -131,6 +131,8 @@ fn a_run_writes_resolved_recipe_and_report_then_stops_honestly() {
 fn wgpu_either_works_or_says_why() {
     // Without a GPU, wgpu finds no adapter (a clear error, exit 2); with a software or real
     // adapter the device is usable and the run goes on to its data check (exit 1 in this build).
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().display().to_string();
     let out = arp_train(
         &repo(),
         &[
@@ -140,6 +142,8 @@ fn wgpu_either_works_or_says_why() {
             "wgpu",
             "--set",
             "dtype=fp32",
+            "--output",
+            &output,
         ],
     );
     let stderr = text(&out.stderr);
