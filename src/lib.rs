@@ -5,6 +5,7 @@ pub mod atomic;
 pub mod audio;
 pub mod backend;
 pub mod character;
+pub mod checkpoint;
 pub mod commands;
 pub mod data;
 pub mod models;

@@ -6,3 +6,4 @@ mod audio_frontend;
 mod cli;
 mod data_scan;
 mod recipes;
+mod speech_tokenizer;

@@ -2,3 +2,4 @@
 
 pub mod decoder_config;
 pub mod glm4_config;
+pub mod whisper_vq;

@@ -1,0 +1,3 @@
+//! Reading and writing checkpoints in the layouts users bring and expect back.
+
+pub mod tensors;
