@@ -278,3 +278,40 @@ mod tests {
         assert!("cpu:1".parse::<DeviceSpec>().is_err());
     }
 }
+
+/// Work generic over the backend: `run_on` picks the concrete burn backend for a resolved
+/// device (fp32; the frozen speech tokenizer and feature work run in fp32 everywhere).
+pub trait BackendTask {
+    type Output;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output;
+}
+
+/// Runs `task` on `device` (already checked by [`resolve`]).
+pub fn run_on<T: BackendTask>(device: DeviceSpec, task: T) -> Result<T::Output, BackendError> {
+    match device {
+        #[cfg(feature = "cpu")]
+        DeviceSpec::Cpu | DeviceSpec::Auto => {
+            Ok(task.run::<burn::backend::NdArray<f32>>(Default::default()))
+        }
+        #[cfg(feature = "wgpu")]
+        DeviceSpec::Wgpu(index) => {
+            use burn::backend::wgpu::{Wgpu, WgpuDevice};
+            let device = index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu);
+            Ok(task.run::<Wgpu<f32>>(device))
+        }
+        #[cfg(feature = "cuda")]
+        DeviceSpec::Cuda(index) => {
+            use burn::backend::cuda::{Cuda, CudaDevice};
+            Ok(task.run::<Cuda<f32>>(CudaDevice::new(index)))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(not_compiled(
+            other,
+            match other {
+                DeviceSpec::Wgpu(_) => "wgpu",
+                DeviceSpec::Cuda(_) => "cuda",
+                _ => "cpu",
+            },
+        )),
+    }
+}

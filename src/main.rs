@@ -60,6 +60,14 @@ enum Command {
         #[arg(long)]
         strict: bool,
     },
+    /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
+    /// safe to interrupt: a rerun finishes the job).
+    Prepare {
+        #[arg(long, value_name = "FILE")]
+        recipe: PathBuf,
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        overrides: Vec<String>,
+    },
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -84,6 +92,13 @@ fn main() -> ExitCode {
             overrides,
             strict,
         }) => commands::validate::validate(&files, &overrides, strict),
+        Some(Command::Prepare { recipe, overrides }) => {
+            commands::prepare::prepare(commands::prepare::PrepareArgs {
+                recipe,
+                overrides,
+                device: cli.device,
+            })
+        }
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,

@@ -5,5 +5,6 @@ mod common;
 mod audio_frontend;
 mod cli;
 mod data_scan;
+mod prepare;
 mod recipes;
 mod speech_tokenizer;

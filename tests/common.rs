@@ -27,10 +27,11 @@ pub fn tiny_recipe(dir: &Path, name: &str, extra: &str) -> PathBuf {
     let repo = repo();
     let valid = dir.join("valid-tiny.yaml");
     let body = format!(
-        "extends: {base}\ncharacter: {card}\ndevice: cpu\ndtype: fp32\ndata:\n  manifests: [{manifest}]\nlm:\n  base_model: {lm}\ndecoder:\n  config: {decoder}\n",
+        "extends: {base}\ncharacter: {card}\ndevice: cpu\ndtype: fp32\ndata:\n  manifests: [{manifest}]\n  speech_tokenizer: {tokenizer}\nlm:\n  base_model: {lm}\ndecoder:\n  config: {decoder}\n",
         base = repo.join("recipes/base.yaml").display(),
         card = repo.join("characters/ada.yaml").display(),
         manifest = repo.join("data/tiny-lab/manifest.jsonl").display(),
+        tokenizer = repo.join("models/tiny/glm-4-voice-tokenizer").display(),
         lm = repo.join("models/tiny/glm-4-voice-9b").display(),
         decoder = repo.join("models/tiny/glm-4-voice-decoder/config.yaml").display(),
     );

@@ -1,9 +1,13 @@
 //! One module per CLI command. Each returns an `Exit` so `main` maps outcomes to exit codes.
 
+pub mod prepare;
 pub mod run;
 pub mod validate;
 
+use std::path::Path;
+
 use crate::recipe::diagnostics::RecipeErrors;
+use crate::recipe::{PathCheck, Recipe};
 
 /// How a command ended.
 #[derive(Debug)]
@@ -29,4 +33,20 @@ impl From<RecipeErrors> for Exit {
     fn from(e: RecipeErrors) -> Self {
         Exit::Usage(e.to_string())
     }
+}
+
+/// Loads a recipe to run: every problem is an error (missing data too), warnings are printed,
+/// and templates are refused.
+pub fn load_runnable(file: &Path, overrides: &[String]) -> Result<Recipe, Exit> {
+    let loaded = Recipe::load(file, overrides, PathCheck::Strict)?;
+    for w in &loaded.warnings {
+        eprintln!("{w}");
+    }
+    if loaded.recipe.template {
+        return Err(Exit::Usage(format!(
+            "{} is a template (`template: true`), meant to be extended by a character's recipe; run that recipe instead",
+            file.display()
+        )));
+    }
+    Ok(loaded.recipe)
 }

@@ -3,11 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use super::Exit;
+use super::{load_runnable, Exit};
 use crate::backend::{self, DeviceSpec};
 use crate::data::scan;
 use crate::plan::{self, Plan};
-use crate::recipe::{PathCheck, Recipe};
 
 pub struct RunArgs {
     pub recipe: PathBuf,
@@ -27,20 +26,10 @@ pub fn run(args: RunArgs) -> Exit {
             serde_json::to_string(&dir.to_string_lossy()).unwrap_or_default()
         ));
     }
-    let loaded = match Recipe::load(&args.recipe, &overrides, PathCheck::Strict) {
-        Ok(loaded) => loaded,
-        Err(errors) => return errors.into(),
+    let recipe = match load_runnable(&args.recipe, &overrides) {
+        Ok(recipe) => recipe,
+        Err(exit) => return exit,
     };
-    for w in &loaded.warnings {
-        eprintln!("{w}");
-    }
-    let recipe = loaded.recipe;
-    if recipe.template {
-        return Exit::Usage(format!(
-            "{} is a template (`template: true`), meant to be extended by a character's recipe; run that recipe instead",
-            recipe.file.display()
-        ));
-    }
     let requested = args.device.unwrap_or(recipe.device);
     let device = backend::resolve(requested, recipe.dtype);
     // A real run stops on an unusable device before any work; a dry run reports it in the plan.

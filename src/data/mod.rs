@@ -1,4 +1,5 @@
 //! Data: manifests, the quality scan that decides which utterances are used, and its reports.
 
+pub mod cache;
 pub mod manifest;
 pub mod scan;

@@ -65,6 +65,9 @@ pub struct ValidationSplit {
 pub struct DataConfig {
     pub manifests: Vec<PathBuf>,
     pub cache_dir: PathBuf,
+    /// A GLM-4-Voice speech tokenizer directory (config.json, model*.safetensors).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub speech_tokenizer: Option<PathBuf>,
     /// The manifest speaker label of the character (default: the card's `speaker`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub speaker: Option<String>,
@@ -397,8 +400,40 @@ fn read_data(s: &Section, output_dir: &Path, template: bool, paths: PathCheck) -
         format!("must be in [0, 1), found {}", validation.fraction),
     );
     v.finish();
+    let speech_tokenizer = s.opt::<PathBuf>("speech_tokenizer");
+    match &speech_tokenizer {
+        Some(dir) => {
+            check_path(
+                s,
+                "speech_tokenizer",
+                dir,
+                PathKind::Dir,
+                paths,
+                "speech tokenizer directory",
+            );
+            let config = dir.join("config.json");
+            if config.is_file() {
+                if let Err(e) = crate::models::whisper_vq::WhisperVqConfig::from_file(&config) {
+                    s.check(
+                        false,
+                        "speech_tokenizer",
+                        format!("unusable tokenizer config: {e}"),
+                    );
+                }
+            }
+        }
+        None if !template => {
+            s.check(
+                false,
+                "speech_tokenizer",
+                "required key is missing (a glm-4-voice-tokenizer directory)",
+            );
+        }
+        None => {}
+    }
     let data = DataConfig {
         manifests,
+        speech_tokenizer,
         cache_dir: s.or("cache_dir", output_dir.join("cache")),
         speaker: s.opt("speaker"),
         filters,
