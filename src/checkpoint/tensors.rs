@@ -45,6 +45,18 @@ struct Entry {
     range: (usize, usize),
 }
 
+/// Anything that hands out named f32 tensors of a given shape: a checkpoint on disk, or (in
+/// benchmarks) random weights of a real model's shape.
+pub trait TensorSource {
+    fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TensorError>;
+}
+
+impl TensorSource for TensorStore {
+    fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TensorError> {
+        TensorStore::f32(self, name, expected)
+    }
+}
+
 /// The tensors of one checkpoint, possibly spread over several files.
 pub struct TensorStore {
     files: Vec<(PathBuf, Vec<u8>)>,

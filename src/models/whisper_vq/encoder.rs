@@ -8,11 +8,11 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::config::{AttentionPattern, PoolingType, WhisperVqConfig};
-use crate::checkpoint::tensors::{TensorError, TensorStore};
+use crate::checkpoint::tensors::{TensorError, TensorSource};
 
 /// Reads tensors under a name prefix onto a device.
 pub struct Loader<'a, B: Backend> {
-    pub store: &'a TensorStore,
+    pub store: &'a dyn TensorSource,
     pub prefix: String,
     pub device: B::Device,
 }

@@ -85,12 +85,17 @@ impl<B: Backend> SpeechTokenizer<B> {
         if !extra.is_empty() {
             tracing::warn!(count = extra.len(), first = %extra[0], "unexpected tensors in the speech tokenizer checkpoint were ignored");
         }
-        Ok(SpeechTokenizer {
+        Ok(Self::from_encoder(encoder, device))
+    }
+
+    /// Wraps an encoder built elsewhere (e.g. from random weights of the real shape).
+    pub fn from_encoder(encoder: WhisperVqEncoder<B>, device: &B::Device) -> Self {
+        SpeechTokenizer {
             encoder,
             mel: MelExtractor::whisper(),
             device: device.clone(),
             max_batch: 16,
-        })
+        }
     }
 
     pub fn config(&self) -> &WhisperVqConfig {
