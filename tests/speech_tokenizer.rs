@@ -173,3 +173,26 @@ fn checkpoint_problems_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn tensor_names_without_the_model_encoder_prefix_load_the_same() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        tiny_tokenizer_dir().join("config.json"),
+        dir.path().join("config.json"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(tiny_tokenizer_dir().join("model.safetensors")).unwrap();
+    let st = SafeTensors::deserialize(&bytes).unwrap();
+    // The encoder-only layout: `conv1.weight`, `layers.0...`, no decoder tensors.
+    let stripped: Vec<(String, safetensors::tensor::TensorView)> = st
+        .tensors()
+        .into_iter()
+        .filter_map(|(n, v)| n.strip_prefix("model.encoder.").map(|s| (s.to_string(), v)))
+        .collect();
+    safetensors::serialize_to_file(stripped, None, &dir.path().join("model.safetensors")).unwrap();
+    let plain = SpeechTokenizer::<B>::load(dir.path(), &Default::default()).unwrap();
+    let prefixed = SpeechTokenizer::<B>::load(&tiny_tokenizer_dir(), &Default::default()).unwrap();
+    let clip = &inputs()[3].1;
+    assert_eq!(plain.tokenize(&[clip]), prefixed.tokenize(&[clip]));
+}
