@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::data::scan::Scan;
 use crate::models::decoder_config::DecoderModelConfig;
-use crate::models::glm4_config::Glm4Config;
+use crate::models::glm4::Glm4Config;
 use crate::recipe::training::{Length, TrainingConfig};
 use crate::recipe::{FinetuneMode, Recipe, Stage};
 

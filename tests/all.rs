@@ -5,6 +5,7 @@ mod common;
 mod audio_frontend;
 mod cli;
 mod data_scan;
+mod glm4;
 mod prepare;
 mod recipes;
 mod speech_tokenizer;

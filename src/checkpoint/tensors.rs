@@ -57,9 +57,11 @@ impl TensorSource for TensorStore {
     }
 }
 
-/// The tensors of one checkpoint, possibly spread over several files.
+/// The tensors of one checkpoint, possibly spread over several files. Files are memory-mapped:
+/// loading a model reads each tensor once from the page cache, so the host never holds a second
+/// full copy of the weights.
 pub struct TensorStore {
-    files: Vec<(PathBuf, Vec<u8>)>,
+    files: Vec<(PathBuf, memmap2::Mmap)>,
     entries: BTreeMap<String, Entry>,
     used: RefCell<BTreeSet<String>>,
 }
@@ -70,10 +72,14 @@ impl TensorStore {
         let mut files = Vec::new();
         let mut entries = BTreeMap::new();
         for (index, path) in paths.iter().enumerate() {
-            let bytes = std::fs::read(path).map_err(|source| TensorError::Io {
+            let io = |source| TensorError::Io {
                 path: path.clone(),
                 source,
-            })?;
+            };
+            let file = std::fs::File::open(path).map_err(io)?;
+            // SAFETY: the map is read-only; like every safetensors loader, this assumes the file is
+            // not truncated by another process while the model loads.
+            let bytes = unsafe { memmap2::Mmap::map(&file) }.map_err(io)?;
             let format = |message: String| TensorError::Format {
                 path: path.clone(),
                 message,

@@ -1,5 +1,5 @@
 //! Model definitions. Each file mirrors its reference module tree.
 
 pub mod decoder_config;
-pub mod glm4_config;
+pub mod glm4;
 pub mod whisper_vq;

@@ -480,7 +480,7 @@ fn read_lm(s: &Section, template: bool, paths: PathCheck) -> LmConfig {
         .map(|d| d.join("config.json"))
         .filter(|f| f.is_file())
     {
-        if let Err(e) = crate::models::glm4_config::Glm4Config::from_file(&config) {
+        if let Err(e) = crate::models::glm4::Glm4Config::from_file(&config) {
             s.check(false, "base_model", format!("unusable model config: {e}"));
         }
     }
