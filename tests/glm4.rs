@@ -195,3 +195,222 @@ fn broken_checkpoints_are_named() {
         "{err}"
     );
 }
+
+fn relative_error(got: &[f32], want: &[f32]) -> f32 {
+    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    got.iter()
+        .zip(want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max)
+        / scale
+}
+
+fn logits_of(model: &ChatGlmModel<B>, expected: &Expected) -> Vec<f32> {
+    model
+        .forward(ints(expected, "input_ids"))
+        .into_data()
+        .into_vec::<f32>()
+        .unwrap()
+}
+
+#[test]
+fn parameter_names_are_the_checkpoint_names() {
+    use arp_train::models::params::named_params;
+    let (model, _) = load_model::<B>(&fixture().join("model"), &Default::default()).unwrap();
+    let names: Vec<String> = named_params(&model).into_iter().map(|p| p.name).collect();
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(fixture().join("model/model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let mut expected: Vec<String> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| !k.ends_with("inv_freq"))
+        .cloned()
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    expected.sort();
+    assert_eq!(sorted, expected);
+    assert_eq!(names[0], "transformer.embedding.word_embeddings.weight");
+}
+
+#[test]
+fn lora_training_touches_only_the_adapters() {
+    use arp_train::models::glm4::load::add_lora;
+    use arp_train::models::params::{named_params, set_trainable, PathStack};
+    use burn::backend::Autodiff;
+    use burn::module::{ModuleVisitor, Param};
+    type A = Autodiff<NdArray<f32>>;
+    let device = Default::default();
+    let expected = Expected::load();
+    let (mut model, _) = load_model::<A>(&fixture().join("model"), &device).unwrap();
+    let targets: Vec<String> = ["query_key_value", "dense_4h_to_h"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    add_lora(&mut model, &targets, 4, 8.0, 0.0, &device).unwrap();
+    let model = set_trainable(model, |name| name.contains(".lora."));
+    let params = named_params(&model);
+    let trainable: usize = params.iter().filter(|p| p.trainable).map(|p| p.numel).sum();
+    // 2 layers x (query_key_value 64 -> 128, dense_4h_to_h 96 -> 64): A [4, in] + B [out, 4].
+    assert_eq!(trainable, 2 * (4 * (64 + 128) + 4 * (96 + 64)));
+    // Fresh adapters (B = 0) leave the base model's output unchanged.
+    let (base, _) = load_model::<B>(&fixture().join("model"), &Default::default()).unwrap();
+    let ids = |e: &Expected| {
+        let (shape, values) = e.i32("input_ids");
+        Tensor::<A, 2, Int>::from_data(
+            TensorData::new(
+                values.into_iter().map(i64::from).collect::<Vec<_>>(),
+                [shape[0], shape[1]],
+            ),
+            &device,
+        )
+    };
+    let logits = model.forward(ids(&expected));
+    assert!(
+        relative_error(
+            &logits.clone().into_data().into_vec::<f32>().unwrap(),
+            &logits_of(&base, &expected)
+        ) < 1e-6
+    );
+    let labels = {
+        let (shape, values) = expected.i32("labels");
+        Tensor::<A, 2, Int>::from_data(
+            TensorData::new(
+                values.into_iter().map(i64::from).collect::<Vec<_>>(),
+                [shape[0], shape[1]],
+            ),
+            &device,
+        )
+    };
+    let grads = causal_lm_loss(logits, labels).backward();
+    struct Check<'a>(
+        &'a <A as burn::tensor::backend::AutodiffBackend>::Gradients,
+        PathStack,
+        Vec<(String, bool)>,
+    );
+    impl ModuleVisitor<A> for Check<'_> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            self.2
+                .push((self.1.name(), param.val().grad(self.0).is_some()));
+        }
+    }
+    let mut check = Check(&grads, PathStack::default(), Vec::new());
+    burn::module::Module::visit(&model, &mut check);
+    assert_eq!(check.2.len(), 17 + 2 * 2 * 2);
+    for (name, has_grad) in &check.2 {
+        // Every adapter matrix has a gradient (A's is zero in value while B is zero); no base weight has one.
+        assert_eq!(*has_grad, name.contains(".lora."), "{name}");
+    }
+}
+
+#[test]
+fn merged_and_adapter_exports_reload_to_the_same_logits() {
+    use arp_train::models::glm4::export::{save_adapter, save_merged, AdapterInfo, ExportDtype};
+    let expected = Expected::load();
+    let want = expected.f32("lora_logits");
+    let dir = tempfile::tempdir().unwrap();
+    let load_with_adapter = || {
+        let (mut model, _) =
+            load_model::<B>(&fixture().join("model"), &Default::default()).unwrap();
+        load_adapter(&mut model, &fixture().join("adapter"), &Default::default()).unwrap();
+        model
+    };
+
+    // Adapter: PEFT's names and shapes, and the same logits after reloading.
+    let adapter_dir = dir.path().join("adapter");
+    let info = AdapterInfo {
+        rank: 4,
+        alpha: 8.0,
+        dropout: 0.0,
+        targets: arp_train::recipe::LORA_TARGETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        base_model: fixture().join("model"),
+    };
+    save_adapter(&load_with_adapter(), &info, &adapter_dir).unwrap();
+    let shapes = |path: PathBuf| -> Vec<(String, Vec<usize>)> {
+        let bytes = std::fs::read(path).unwrap();
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        let mut v: Vec<_> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, t)| (n, t.shape().to_vec()))
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(
+        shapes(adapter_dir.join("adapter_model.safetensors")),
+        shapes(fixture().join("adapter/adapter_model.safetensors"))
+    );
+    let (mut reloaded, _) = load_model::<B>(&fixture().join("model"), &Default::default()).unwrap();
+    load_adapter(&mut reloaded, &adapter_dir, &Default::default()).unwrap();
+    assert!(relative_error(&logits_of(&reloaded, &expected), &want) <= 1e-4);
+
+    // Merged, fp32, in small shards: the LoRA logits without any adapter.
+    let merged = dir.path().join("merged");
+    save_merged(
+        load_with_adapter(),
+        &fixture().join("model"),
+        &merged,
+        ExportDtype::F32,
+        200_000,
+    )
+    .unwrap();
+    let index: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(merged.join("model.safetensors.index.json")).unwrap(),
+    )
+    .unwrap();
+    let files: std::collections::BTreeSet<&str> = index["weight_map"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        files.len() >= 2
+            && files
+                .iter()
+                .all(|f| f.starts_with("model-0000") && merged.join(f).is_file()),
+        "{files:?}"
+    );
+    assert!(merged.join("config.json").is_file());
+    let (model, config) = load_model::<B>(&merged, &Default::default()).unwrap();
+    assert_eq!(config.num_layers, 2);
+    let err = relative_error(&logits_of(&model, &expected), &want);
+    assert!(err <= 1e-4, "merged fp32: relative error {err:e}");
+
+    // Merged, bf16 (the default for real exports): within bf16 rounding.
+    let merged16 = dir.path().join("merged-bf16");
+    save_merged(
+        load_with_adapter(),
+        &fixture().join("model"),
+        &merged16,
+        ExportDtype::Bf16,
+        usize::MAX,
+    )
+    .unwrap();
+    let bytes = std::fs::read(merged16.join("model-00001-of-00001.safetensors")).unwrap();
+    assert_eq!(
+        SafeTensors::deserialize(&bytes)
+            .unwrap()
+            .tensor("transformer.output_layer.weight")
+            .unwrap()
+            .dtype(),
+        safetensors::Dtype::BF16
+    );
+    let (model, _) = load_model::<B>(&merged16, &Default::default()).unwrap();
+    let err16 = relative_error(&logits_of(&model, &expected), &want);
+    println!("merged export: fp32 relative error {err:e}, bf16 {err16:e}");
+    assert!(err16 <= 3e-2, "merged bf16: relative error {err16:e}");
+}

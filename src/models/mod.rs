@@ -2,4 +2,5 @@
 
 pub mod decoder_config;
 pub mod glm4;
+pub mod params;
 pub mod whisper_vq;

@@ -13,7 +13,7 @@ use serde::Deserialize;
 use super::config::Glm4Config;
 use super::model::{
     Block, ChatGlmModel, Embedding, Encoder, Linear, LoraAdapter, Mlp, RmsNorm, SelfAttention,
-    Transformer,
+    Transformer, WordEmbeddings,
 };
 use crate::checkpoint::tensors::{TensorError, TensorSource, TensorStore};
 
@@ -167,10 +167,12 @@ pub fn build<B: Backend>(
     Ok(ChatGlmModel {
         transformer: Transformer {
             embedding: Embedding {
-                word_embeddings: r.param(
-                    "transformer.embedding.word_embeddings.weight",
-                    [c.padded_vocab_size, c.hidden_size],
-                )?,
+                word_embeddings: WordEmbeddings {
+                    weight: r.param(
+                        "transformer.embedding.word_embeddings.weight",
+                        [c.padded_vocab_size, c.hidden_size],
+                    )?,
+                },
             },
             encoder: Encoder {
                 layers,

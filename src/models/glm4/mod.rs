@@ -3,6 +3,7 @@
 //! layers.N...`, `transformer.output_layer`), `load.rs` fills it from the Hugging Face shards.
 
 pub mod config;
+pub mod export;
 pub mod generation;
 pub mod load;
 pub mod model;

@@ -223,9 +223,14 @@ impl<B: Backend> Block<B> {
 }
 
 #[derive(Module, Debug)]
-pub struct Embedding<B: Backend> {
+pub struct WordEmbeddings<B: Backend> {
     /// [vocab, hidden]
-    pub word_embeddings: Param<Tensor<B, 2>>,
+    pub weight: Param<Tensor<B, 2>>,
+}
+
+#[derive(Module, Debug)]
+pub struct Embedding<B: Backend> {
+    pub word_embeddings: WordEmbeddings<B>,
 }
 
 #[derive(Module, Debug)]
@@ -268,7 +273,7 @@ impl<B: Backend> ChatGlmModel<B> {
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, time] = ids.dims();
-        let table = self.transformer.embedding.word_embeddings.val();
+        let table = self.transformer.embedding.word_embeddings.weight.val();
         let hidden = table.dims()[1];
         let mut x = table
             .select(0, ids.reshape([batch * time]))
