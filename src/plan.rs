@@ -30,6 +30,7 @@ pub struct Plan {
     pub stages: Vec<StagePlan>,
     pub lm_parameters: Option<u64>,
     pub lm_trainable: Option<u64>,
+    pub lm_memory: Option<MemoryEstimate>,
     /// The decoder architecture as its config.yaml describes it.
     pub decoder_summary: Option<String>,
     pub notes: Vec<String>,
@@ -113,7 +114,7 @@ impl Plan {
             .base_model
             .as_ref()
             .map(|dir| Glm4Config::from_file(&dir.join("config.json")));
-        let (lm_parameters, lm_trainable) = match config {
+        let (lm_parameters, lm_trainable, lm_memory) = match config {
             Some(Ok(c)) => {
                 let total = c.parameter_count();
                 let trainable = match (lm_trained, recipe.lm.finetune) {
@@ -123,13 +124,14 @@ impl Plan {
                     }
                     (true, FinetuneMode::Full) => total,
                 };
-                (Some(total), Some(trainable))
+                let memory = MemoryEstimate::new(&c, recipe, total, trainable);
+                (Some(total), Some(trainable), Some(memory))
             }
             Some(Err(e)) => {
                 notes.push(format!("LM parameter count unavailable: {e}"));
-                (None, None)
+                (None, None, None)
             }
-            None => (None, None),
+            None => (None, None, None),
         };
         let decoder_summary = recipe
             .decoder
@@ -138,6 +140,7 @@ impl Plan {
             .and_then(|path| DecoderModelConfig::from_file(path).ok())
             .map(|c| c.summary());
         Plan {
+            lm_memory,
             decoder_summary,
             speaker,
             train_utterances: train,
@@ -247,6 +250,9 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
             let _ = writeln!(s, "lm: unknown (no readable config.json)");
         }
     }
+    if let Some(m) = &plan.lm_memory {
+        let _ = writeln!(s, "{}", m.render());
+    }
     if let Some(summary) = &plan.decoder_summary {
         let _ = writeln!(s, "decoder: {summary}");
     }
@@ -254,4 +260,109 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
         let _ = writeln!(s, "note: {note}");
     }
     s
+}
+
+/// Device memory stage one needs per step, estimated from the config and the recipe (bytes).
+/// Weights in the training dtype; trainable parameters with fp32 gradients and two fp32 Adam
+/// moments (plus an fp32 master copy when full fine-tuning in 16 bits); activations per
+/// Korthikanti et al. (s b h (34 + 5 a s / h) bytes per layer in 16 bits), keeping only each
+/// layer's input when activation checkpointing is on; fp32 logits and their gradient.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MemoryEstimate {
+    pub dtype_bytes: u64,
+    pub weights: u64,
+    pub trainable_state: u64,
+    pub activations: u64,
+    pub logits: u64,
+}
+
+impl MemoryEstimate {
+    pub fn new(c: &Glm4Config, recipe: &Recipe, total: u64, trainable: u64) -> Self {
+        use crate::backend::Dtype;
+        let dtype_bytes: u64 = match recipe.dtype {
+            Dtype::Fp32 => 4,
+            Dtype::Auto if recipe.device == crate::backend::DeviceSpec::Cpu => 4,
+            _ => 2,
+        };
+        let (s, b, h, a, l) = (
+            recipe.lm.max_seq_len as u64,
+            recipe.lm.batch_size as u64,
+            c.hidden_size as u64,
+            c.num_attention_heads as u64,
+            c.num_layers as u64,
+        );
+        let per_layer = s * b * h * 34 + 5 * a * s * s * b;
+        let per_layer = per_layer * dtype_bytes / 2;
+        let activations = if recipe.lm.activation_checkpointing {
+            l * s * b * h * dtype_bytes + per_layer
+        } else {
+            l * per_layer
+        };
+        let master = if recipe.lm.finetune == FinetuneMode::Full && dtype_bytes == 2 {
+            4
+        } else {
+            0
+        };
+        MemoryEstimate {
+            dtype_bytes,
+            weights: total * dtype_bytes,
+            trainable_state: trainable * (4 + 8 + master),
+            activations,
+            logits: 2 * s * b * c.padded_vocab_size as u64 * 4,
+        }
+    }
+
+    pub fn total(&self) -> u64 {
+        self.weights + self.trainable_state + self.activations + self.logits
+    }
+
+    pub fn render(&self) -> String {
+        let gib = |x: u64| x as f64 / (1u64 << 30) as f64;
+        format!(
+            "lm memory estimate per step: {:.1} GiB = weights {:.1} ({} bytes/param) + trainable state {:.1} + activations {:.1} + logits {:.1}",
+            gib(self.total()),
+            gib(self.weights),
+            self.dtype_bytes,
+            gib(self.trainable_state),
+            gib(self.activations),
+            gib(self.logits)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn real_9b_lora_fits_one_80_gb_gpu() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let c = Glm4Config::from_file(&root.join("../shared/reference/glm-4-voice-9b/config.json"))
+            .unwrap();
+        let loaded = Recipe::load(
+            &root.join("recipes/tiny.yaml"),
+            &[
+                "device=cuda".into(),
+                "dtype=bf16".into(),
+                "lm.max_seq_len=2048".into(),
+            ],
+            crate::recipe::PathCheck::Lenient,
+        )
+        .unwrap();
+        let targets: Vec<String> = crate::recipe::LORA_TARGETS
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let m = MemoryEstimate::new(
+            &c,
+            &loaded.recipe,
+            c.parameter_count(),
+            c.lora_parameter_count(32, &targets),
+        );
+        let gib = m.total() as f64 / (1u64 << 30) as f64;
+        // 19.1 GB of bf16 weights dominate; LoRA state ~1 GB; logits 2 x 2048 x 168960 x 4 B.
+        assert_eq!(m.weights, 2 * 9_542_557_696);
+        assert_eq!(m.logits, 2 * 2048 * 168_960 * 4);
+        assert!((20.0..30.0).contains(&gib), "{}", m.render());
+    }
 }

@@ -6,6 +6,7 @@ mod audio_frontend;
 mod cli;
 mod data_scan;
 mod glm4;
+mod glm4_tokenizer;
 mod prepare;
 mod recipes;
 mod speech_tokenizer;

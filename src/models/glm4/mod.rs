@@ -7,6 +7,7 @@ pub mod export;
 pub mod generation;
 pub mod load;
 pub mod model;
+pub mod tokenizer;
 
 pub use config::Glm4Config;
 pub use model::ChatGlmModel;
