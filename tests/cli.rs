@@ -14,7 +14,7 @@ fn dry_run_prints_recipe_data_plan_and_parameters() {
         "1. lm       train 12 steps",
         "2. flow     train 12 steps",
         "3. hift     train 12 steps",
-        "lm: 21.69 M total",
+        "lm: 684.6 k total",
     ] {
         assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
     }

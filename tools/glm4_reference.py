@@ -17,7 +17,13 @@ Writes tests/fixtures/glm4/:
     lora_logits [2, 12, vocab], lora_loss [1]             with the adapter
     greedy_prompt [5] int32, greedy [8] int32, lora_greedy [8] int32   8 new tokens, greedy
 
-Usage: python tools/glm4_reference.py   (numpy, safetensors)
+Also:
+  --tiny-recipe-model   random bf16 weights for models/tiny/glm-4-voice-9b (the tiny recipe's base
+                        model; its config.json and tokenizer files are already there)
+  --check-merged DIR    load a merged export written by arp-train (shards + index, any dtype)
+                        and compare its logits with the expected LoRA logits
+
+Usage: python tools/glm4_reference.py [--tiny-recipe-model | --check-merged DIR]   (numpy, safetensors)
 """
 import json
 import os
@@ -222,5 +228,61 @@ def main():
           "greedy", expected["greedy"].tolist(), "lora_greedy", expected["lora_greedy"].tolist())
 
 
+def tiny_recipe_model():
+    """bf16 weights (as the real checkpoint stores them) for the tiny recipe's config."""
+    from safetensors.numpy import save_file
+    model_dir = os.path.join(ROOT, "models", "tiny", "glm-4-voice-9b")
+    with open(os.path.join(model_dir, "config.json")) as f:
+        c = json.load(f)
+    rng = np.random.default_rng(12)
+    tensors = {}
+    for name, shape in shapes(c).items():
+        if name.endswith("layernorm.weight"):
+            v = np.ones(shape)
+        elif name.endswith("bias"):
+            v = np.zeros(shape)
+        else:
+            v = rng.normal(0.0, 0.02, shape)
+        # bf16 by truncating float32 to its upper 16 bits after round-to-nearest-even.
+        bits = v.astype(np.float32).view(np.uint32)
+        bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
+        tensors[name] = bits
+    # safetensors.numpy has no bfloat16: write the header by hand.
+    header, offset, blobs = {"__metadata__": {"format": "pt"}}, 0, []
+    for name in shapes(c):
+        data = tensors[name].tobytes()
+        header[name] = {"dtype": "BF16", "shape": list(shapes(c)[name]), "data_offsets": [offset, offset + len(data)]}
+        offset += len(data)
+        blobs.append(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * ((8 - len(raw) % 8) % 8)
+    with open(os.path.join(model_dir, "model.safetensors"), "wb") as f:
+        f.write(len(raw).to_bytes(8, "little") + raw + b"".join(blobs))
+    print(f"wrote {len(tensors)} bf16 tensors to {model_dir}/model.safetensors")
+
+
+def check_merged(directory):
+    from safetensors.numpy import load_file
+    with open(os.path.join(directory, "model.safetensors.index.json")) as f:
+        files = sorted(set(json.load(f)["weight_map"].values()))
+    p = {}
+    for file in files:
+        for name, value in load_file(os.path.join(directory, file)).items():
+            p[name] = value.astype(np.float64)
+    with open(os.path.join(directory, "config.json")) as f:
+        c = json.load(f)
+    expected = load_file(os.path.join(OUT, "expected.safetensors"))
+    logits = np.stack([forward(x, p, c) for x in expected["input_ids"]])
+    want = expected["lora_logits"].astype(np.float64)
+    err = np.abs(logits - want).max() / np.abs(want).max()
+    print(f"merged export {directory}: logits relative error vs the LoRA reference {err:.3e}")
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+    if "--tiny-recipe-model" in sys.argv:
+        tiny_recipe_model()
+    elif "--check-merged" in sys.argv:
+        check_merged(sys.argv[sys.argv.index("--check-merged") + 1])
+    else:
+        main()

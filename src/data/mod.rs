@@ -2,4 +2,5 @@
 
 pub mod cache;
 pub mod manifest;
+pub mod prompt;
 pub mod scan;

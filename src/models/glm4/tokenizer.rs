@@ -213,6 +213,11 @@ impl GlmTokenizer {
         (id >= base && id < base + self.audio_count).then(|| id - base)
     }
 
+    /// Whether `id` is an added (special or audio) token.
+    pub fn is_added(&self, id: u32) -> bool {
+        self.added_by_id.contains_key(&id)
+    }
+
     pub fn audio_tokens(&self) -> u32 {
         self.audio_count
     }

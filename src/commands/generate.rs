@@ -1,0 +1,138 @@
+//! `arp-train generate`: answer one prompt with a GLM-4-Voice model (base, + PEFT adapter, or a
+//! merged export), printing the reply's text and writing its speech codes for `synth`.
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+
+use super::Exit;
+use crate::audio::{wav, TOKENIZER_RATE};
+use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
+use crate::data::prompt::{inference_prompt, split_reply, system_text, UserTurn};
+use crate::models::glm4::generation::{generate, Sampling};
+use crate::models::glm4::load::{load_adapter, load_model};
+use crate::models::glm4::tokenizer::GlmTokenizer;
+use crate::models::whisper_vq::SpeechTokenizer;
+
+pub struct GenerateArgs {
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub tokenizer: Option<PathBuf>,
+    pub system: Option<String>,
+    pub persona: Option<String>,
+    pub prompt: Option<String>,
+    pub prompt_audio: Option<PathBuf>,
+    pub speech_tokenizer: Option<PathBuf>,
+    pub max_new_tokens: usize,
+    pub temperature: f64,
+    pub top_p: f64,
+    pub seed: u64,
+    pub codes_out: Option<PathBuf>,
+    pub device: Option<DeviceSpec>,
+}
+
+struct Run<'a> {
+    args: &'a GenerateArgs,
+    tokenizer: &'a GlmTokenizer,
+}
+
+impl BackendTask for Run<'_> {
+    type Output = Result<(String, Vec<u32>, usize), String>;
+
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let a = self.args;
+        let tok = self.tokenizer;
+        let speech: Vec<u32>;
+        let turn = match (&a.prompt, &a.prompt_audio) {
+            (Some(text), None) => UserTurn::Text(text),
+            (None, Some(wav_path)) => {
+                let dir = a
+                    .speech_tokenizer
+                    .as_ref()
+                    .ok_or("--prompt-audio needs --speech-tokenizer DIR")?;
+                let audio = wav::read_mono(wav_path, None)
+                    .map_err(|e| format!("{}: {e}", wav_path.display()))?;
+                let st = SpeechTokenizer::<B>::load(dir, &device)?;
+                speech = st
+                    .tokenize(&[&audio.at_rate(TOKENIZER_RATE).samples])
+                    .remove(0);
+                UserTurn::Speech(&speech)
+            }
+            _ => return Err("give exactly one of --prompt TEXT or --prompt-audio WAV".into()),
+        };
+        let system = a
+            .system
+            .clone()
+            .unwrap_or_else(|| system_text(&turn, a.persona.as_deref()));
+        let prompt = inference_prompt(tok, &system, &turn)?;
+        let (mut model, _) = load_model::<B>(&a.model, &device)?;
+        if let Some(adapter) = &a.adapter {
+            load_adapter(&mut model, adapter, &device)?;
+        }
+        let sampling = if a.temperature <= 0.0 {
+            Sampling::Greedy
+        } else {
+            Sampling::TopP {
+                temperature: a.temperature,
+                top_p: a.top_p,
+                seed: a.seed,
+            }
+        };
+        let stop = [tok.token_id("<|user|>")?];
+        let reply = generate(&model, &prompt, a.max_new_tokens, &stop, sampling, &device);
+        let (text, codes) = split_reply(tok, &reply)?;
+        Ok((text, codes, reply.len()))
+    }
+}
+
+pub fn generate_command(args: GenerateArgs) -> Exit {
+    match (&args.prompt, &args.prompt_audio, &args.speech_tokenizer) {
+        (Some(_), None, _) | (None, Some(_), Some(_)) => {}
+        (None, Some(_), None) => {
+            return Exit::Usage("--prompt-audio needs --speech-tokenizer DIR".into())
+        }
+        _ => return Exit::Usage("give exactly one of --prompt TEXT or --prompt-audio WAV".into()),
+    }
+    if !(0.0..=1.0).contains(&args.top_p) || args.top_p == 0.0 {
+        return Exit::Usage(format!("--top-p must be in (0, 1], found {}", args.top_p));
+    }
+    let tokenizer_dir = args.tokenizer.clone().unwrap_or_else(|| args.model.clone());
+    let tokenizer = match GlmTokenizer::load(&tokenizer_dir) {
+        Ok(t) => t,
+        Err(e) => return Exit::Usage(e),
+    };
+    let (device, _) = match backend::resolve(args.device.unwrap_or(DeviceSpec::Auto), Dtype::Auto) {
+        Ok(resolved) => resolved,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    let result = backend::run_on(
+        device,
+        Run {
+            args: &args,
+            tokenizer: &tokenizer,
+        },
+    );
+    let (text, codes, generated) = match result {
+        Ok(Ok(out)) => out,
+        Ok(Err(e)) => return Exit::Failed(e),
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    println!("{text}");
+    eprintln!(
+        "{generated} tokens generated: {} text characters, {} speech codes",
+        text.chars().count(),
+        codes.len()
+    );
+    if let Some(path) = &args.codes_out {
+        if let Err(e) = write_codes(path, &text, &codes) {
+            return Exit::Failed(format!("cannot write {}: {e}", path.display()));
+        }
+    }
+    Exit::Ok
+}
+
+/// `{"text": ..., "codes": [...]}`: the reply's speech codes for `arp-train synth`.
+fn write_codes(path: &Path, text: &str, codes: &[u32]) -> std::io::Result<()> {
+    let json = serde_json::json!({ "text": text, "codes": codes });
+    crate::atomic::write(path, &serde_json::to_vec_pretty(&json)?)
+}
