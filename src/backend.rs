@@ -101,7 +101,8 @@ impl Dtype {
     /// The dtype actually used on `device` (already resolved from `auto`).
     pub fn resolve(self, device: DeviceSpec) -> Dtype {
         match (self, device) {
-            (Dtype::Auto, DeviceSpec::Cpu) => Dtype::Fp32,
+            // WGSL has no bf16: wgpu computes in fp32.
+            (Dtype::Auto, DeviceSpec::Cpu | DeviceSpec::Wgpu(_)) => Dtype::Fp32,
             (Dtype::Auto, _) => Dtype::Bf16,
             (other, _) => other,
         }
@@ -286,26 +287,39 @@ pub trait BackendTask {
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output;
 }
 
-/// Runs `task` on `device` (already checked by [`resolve`]).
-pub fn run_on<T: BackendTask>(device: DeviceSpec, task: T) -> Result<T::Output, BackendError> {
-    match device {
+/// Runs `task` on `device` with floats of `dtype` (both already checked by [`resolve`]):
+/// NdArray<f32> on the CPU, Wgpu<f32 | f16>, Cuda<f32 | bf16 | f16>.
+pub fn run_on<T: BackendTask>(
+    device: DeviceSpec,
+    dtype: Dtype,
+    task: T,
+) -> Result<T::Output, BackendError> {
+    match (device, dtype) {
         #[cfg(feature = "cpu")]
-        DeviceSpec::Cpu | DeviceSpec::Auto => {
+        (DeviceSpec::Cpu | DeviceSpec::Auto, _) => {
             Ok(task.run::<burn::backend::NdArray<f32>>(Default::default()))
         }
         #[cfg(feature = "wgpu")]
-        DeviceSpec::Wgpu(index) => {
+        (DeviceSpec::Wgpu(index), dtype) => {
             use burn::backend::wgpu::{Wgpu, WgpuDevice};
             let device = index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu);
-            Ok(task.run::<Wgpu<f32>>(device))
+            Ok(match dtype {
+                Dtype::Fp16 => task.run::<Wgpu<half::f16>>(device),
+                _ => task.run::<Wgpu<f32>>(device),
+            })
         }
         #[cfg(feature = "cuda")]
-        DeviceSpec::Cuda(index) => {
+        (DeviceSpec::Cuda(index), dtype) => {
             use burn::backend::cuda::{Cuda, CudaDevice};
-            Ok(task.run::<Cuda<f32>>(CudaDevice::new(index)))
+            let device = CudaDevice::new(index);
+            Ok(match dtype {
+                Dtype::Bf16 | Dtype::Auto => task.run::<Cuda<half::bf16>>(device),
+                Dtype::Fp16 => task.run::<Cuda<half::f16>>(device),
+                Dtype::Fp32 => task.run::<Cuda<f32>>(device),
+            })
         }
         #[allow(unreachable_patterns)]
-        other => Err(not_compiled(
+        (other, _) => Err(not_compiled(
             other,
             match other {
                 DeviceSpec::Wgpu(_) => "wgpu",

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use arp_train::backend::DeviceSpec;
+use arp_train::backend::{DeviceSpec, Dtype};
 use arp_train::commands::{self, run::RunArgs, Exit};
 
 #[derive(Parser)]
@@ -97,6 +97,9 @@ enum Command {
         /// Write {"text", "codes"} (the reply's speech codes) here.
         #[arg(long, value_name = "FILE")]
         codes_out: Option<PathBuf>,
+        /// auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16, fp16.
+        #[arg(long, default_value = "auto", value_parser = parse_dtype)]
+        dtype: Dtype,
     },
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
@@ -106,6 +109,18 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
+}
+
+fn parse_dtype(text: &str) -> Result<Dtype, String> {
+    match text {
+        "auto" => Ok(Dtype::Auto),
+        "fp32" => Ok(Dtype::Fp32),
+        "bf16" => Ok(Dtype::Bf16),
+        "fp16" => Ok(Dtype::Fp16),
+        other => Err(format!(
+            "unknown dtype {other:?}; choose auto, fp32, bf16 or fp16"
+        )),
+    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -151,6 +166,7 @@ fn main() -> ExitCode {
             top_p,
             seed,
             codes_out,
+            dtype,
         }) => commands::generate::generate_command(commands::generate::GenerateArgs {
             model,
             adapter,
@@ -166,6 +182,7 @@ fn main() -> ExitCode {
             seed,
             codes_out,
             device: cli.device,
+            dtype,
         }),
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {

@@ -414,3 +414,45 @@ fn merged_and_adapter_exports_reload_to_the_same_logits() {
     println!("merged export: fp32 relative error {err:e}, bf16 {err16:e}");
     assert!(err16 <= 3e-2, "merged bf16: relative error {err16:e}");
 }
+
+#[test]
+fn recipe_finetune_modes_choose_the_trainable_parameters() {
+    use arp_train::models::glm4::finetune::prepare_for_finetune;
+    use arp_train::models::params::named_params;
+    use arp_train::recipe::{PathCheck, Recipe};
+    use burn::backend::Autodiff;
+    type A = Autodiff<NdArray<f32>>;
+    let device = Default::default();
+    let recipe = |sets: &[&str]| {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        Recipe::load(&repo().join("recipes/tiny.yaml"), &sets, PathCheck::Lenient)
+            .unwrap()
+            .recipe
+    };
+    let trainable = |sets: &[&str]| -> Vec<String> {
+        let (model, _) = load_model::<A>(&fixture().join("model"), &device).unwrap();
+        let model = prepare_for_finetune(model, &recipe(sets).lm, &device).unwrap();
+        named_params(&model)
+            .into_iter()
+            .filter(|p| p.trainable)
+            .map(|p| p.name)
+            .collect()
+    };
+    let lora = trainable(&["lm.lora.targets=[dense]"]);
+    assert_eq!(lora.len(), 4, "A and B on `dense` in 2 layers: {lora:?}");
+    assert!(lora
+        .iter()
+        .all(|n| n.contains("self_attention.dense.lora.")));
+    let full = trainable(&[
+        "lm.finetune=full",
+        "lm.freeze_patterns=[transformer.embedding.*, '*layernorm*']",
+    ]);
+    assert_eq!(
+        full.len(),
+        17 - 1 - 5,
+        "all but the embedding and the five norms: {full:?}"
+    );
+    assert!(!full
+        .iter()
+        .any(|n| n.contains("layernorm") || n.contains("embedding")));
+}

@@ -29,6 +29,7 @@ pub struct GenerateArgs {
     pub seed: u64,
     pub codes_out: Option<PathBuf>,
     pub device: Option<DeviceSpec>,
+    pub dtype: Dtype,
 }
 
 struct Run<'a> {
@@ -101,12 +102,14 @@ pub fn generate_command(args: GenerateArgs) -> Exit {
         Ok(t) => t,
         Err(e) => return Exit::Usage(e),
     };
-    let (device, _) = match backend::resolve(args.device.unwrap_or(DeviceSpec::Auto), Dtype::Auto) {
-        Ok(resolved) => resolved,
-        Err(e) => return Exit::Usage(e.to_string()),
-    };
+    let (device, dtype) =
+        match backend::resolve(args.device.unwrap_or(DeviceSpec::Auto), args.dtype) {
+            Ok(resolved) => resolved,
+            Err(e) => return Exit::Usage(e.to_string()),
+        };
     let result = backend::run_on(
         device,
+        dtype,
         Run {
             args: &args,
             tokenizer: &tokenizer,

@@ -13,7 +13,7 @@ use serde::Serialize;
 use super::{load_runnable, Exit};
 use crate::audio::mel::MelExtractor;
 use crate::audio::{wav, DECODER_RATE, TOKENIZER_RATE};
-use crate::backend::{self, BackendTask, DeviceSpec};
+use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::data::cache::{
     self, IndexEntry, IndexTurn, Segment, SegmentMeta, SegmentSource, FORMAT,
 };
@@ -277,7 +277,7 @@ pub fn prepare(args: PrepareArgs) -> Exit {
         tokenizer_dir,
         todo: todo.into_iter().cloned().collect(),
     };
-    let computed = match backend::run_on(device, task) {
+    let computed = match backend::run_on(device, Dtype::Fp32, task) {
         Ok(Ok(computed)) => computed,
         Ok(Err(e)) => return Exit::Failed(e),
         Err(e) => return Exit::Usage(e.to_string()),

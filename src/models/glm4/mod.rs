@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod export;
+pub mod finetune;
 pub mod generation;
 pub mod load;
 pub mod model;
