@@ -86,6 +86,21 @@ pub enum Dtype {
 
 crate::yaml_enum!(Dtype { "auto" => Dtype::Auto, "fp32" => Dtype::Fp32, "bf16" => Dtype::Bf16, "fp16" => Dtype::Fp16 });
 
+impl FromStr for Dtype {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(Dtype::Auto),
+            "fp32" => Ok(Dtype::Fp32),
+            "bf16" => Ok(Dtype::Bf16),
+            "fp16" => Ok(Dtype::Fp16),
+            other => Err(format!(
+                "unknown dtype {other:?}; choose auto, fp32, bf16 or fp16"
+            )),
+        }
+    }
+}
+
 impl fmt::Display for Dtype {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-use arp_train::backend::{DeviceSpec, Dtype};
+use arp_train::backend::DeviceSpec;
 use arp_train::commands::{self, run::RunArgs, Exit};
 
 #[derive(Parser)]
@@ -61,46 +61,7 @@ enum Command {
         strict: bool,
     },
     /// Answer one prompt with a GLM-4-Voice model; prints the text, writes speech codes.
-    Generate {
-        /// Model directory (Hugging Face layout: base GLM-4-Voice-9B or a merged export).
-        #[arg(long, value_name = "DIR")]
-        model: PathBuf,
-        /// PEFT LoRA adapter directory to apply.
-        #[arg(long, value_name = "DIR")]
-        adapter: Option<PathBuf>,
-        /// Tokenizer directory (default: --model).
-        #[arg(long, value_name = "DIR")]
-        tokenizer: Option<PathBuf>,
-        /// Whole system text (default: GLM-4-Voice's instruction, plus --persona).
-        #[arg(long)]
-        system: Option<String>,
-        /// Persona text added after the default system instruction (a card's system_prompt).
-        #[arg(long)]
-        persona: Option<String>,
-        /// The user's text.
-        #[arg(long)]
-        prompt: Option<String>,
-        /// The user's speech (WAV), tokenized with --speech-tokenizer.
-        #[arg(long, value_name = "WAV")]
-        prompt_audio: Option<PathBuf>,
-        #[arg(long, value_name = "DIR")]
-        speech_tokenizer: Option<PathBuf>,
-        #[arg(long, default_value_t = 512)]
-        max_new_tokens: usize,
-        /// 0 = greedy.
-        #[arg(long, default_value_t = 0.0)]
-        temperature: f64,
-        #[arg(long, default_value_t = 0.9)]
-        top_p: f64,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        /// Write {"text", "codes"} (the reply's speech codes) here.
-        #[arg(long, value_name = "FILE")]
-        codes_out: Option<PathBuf>,
-        /// auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16, fp16.
-        #[arg(long, default_value = "auto", value_parser = parse_dtype)]
-        dtype: Dtype,
-    },
+    Generate(commands::generate::GenerateArgs),
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
     Prepare {
@@ -109,18 +70,6 @@ enum Command {
         #[arg(long = "set", value_name = "KEY=VALUE")]
         overrides: Vec<String>,
     },
-}
-
-fn parse_dtype(text: &str) -> Result<Dtype, String> {
-    match text {
-        "auto" => Ok(Dtype::Auto),
-        "fp32" => Ok(Dtype::Fp32),
-        "bf16" => Ok(Dtype::Bf16),
-        "fp16" => Ok(Dtype::Fp16),
-        other => Err(format!(
-            "unknown dtype {other:?}; choose auto, fp32, bf16 or fp16"
-        )),
-    }
 }
 
 fn init_logging(format: LogFormat, level: &str) {
@@ -152,38 +101,7 @@ fn main() -> ExitCode {
                 device: cli.device,
             })
         }
-        Some(Command::Generate {
-            model,
-            adapter,
-            tokenizer,
-            system,
-            persona,
-            prompt,
-            prompt_audio,
-            speech_tokenizer,
-            max_new_tokens,
-            temperature,
-            top_p,
-            seed,
-            codes_out,
-            dtype,
-        }) => commands::generate::generate_command(commands::generate::GenerateArgs {
-            model,
-            adapter,
-            tokenizer,
-            system,
-            persona,
-            prompt,
-            prompt_audio,
-            speech_tokenizer,
-            max_new_tokens,
-            temperature,
-            top_p,
-            seed,
-            codes_out,
-            device: cli.device,
-            dtype,
-        }),
+        Some(Command::Generate(args)) => commands::generate::generate_command(args, cli.device),
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,

@@ -14,21 +14,46 @@ use crate::models::glm4::load::{load_adapter, load_model};
 use crate::models::glm4::tokenizer::GlmTokenizer;
 use crate::models::whisper_vq::SpeechTokenizer;
 
+/// `arp-train generate` options.
+#[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
+    /// Model directory (Hugging Face layout: base GLM-4-Voice-9B or a merged export).
+    #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
+    /// PEFT LoRA adapter directory to apply.
+    #[arg(long, value_name = "DIR")]
     pub adapter: Option<PathBuf>,
+    /// Tokenizer directory (default: --model).
+    #[arg(long, value_name = "DIR")]
     pub tokenizer: Option<PathBuf>,
+    /// Whole system text (default: GLM-4-Voice's instruction, plus --persona).
+    #[arg(long)]
     pub system: Option<String>,
+    /// Persona text added after the default system instruction (a card's system_prompt).
+    #[arg(long)]
     pub persona: Option<String>,
+    /// The user's text.
+    #[arg(long)]
     pub prompt: Option<String>,
+    /// The user's speech (WAV), tokenized with --speech-tokenizer.
+    #[arg(long, value_name = "WAV")]
     pub prompt_audio: Option<PathBuf>,
+    #[arg(long, value_name = "DIR")]
     pub speech_tokenizer: Option<PathBuf>,
+    #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
+    /// 0 = greedy.
+    #[arg(long, default_value_t = 0.0)]
     pub temperature: f64,
+    #[arg(long, default_value_t = 0.9)]
     pub top_p: f64,
+    #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Write {"text", "codes"} (the reply's speech codes) here.
+    #[arg(long, value_name = "FILE")]
     pub codes_out: Option<PathBuf>,
-    pub device: Option<DeviceSpec>,
+    /// auto (bf16 on CUDA, fp32 elsewhere), fp32, bf16, fp16.
+    #[arg(long, default_value = "auto", value_parser = |s: &str| s.parse::<Dtype>())]
     pub dtype: Dtype,
 }
 
@@ -86,7 +111,7 @@ impl BackendTask for Run<'_> {
     }
 }
 
-pub fn generate_command(args: GenerateArgs) -> Exit {
+pub fn generate_command(args: GenerateArgs, device: Option<DeviceSpec>) -> Exit {
     match (&args.prompt, &args.prompt_audio, &args.speech_tokenizer) {
         (Some(_), None, _) | (None, Some(_), Some(_)) => {}
         (None, Some(_), None) => {
@@ -102,11 +127,10 @@ pub fn generate_command(args: GenerateArgs) -> Exit {
         Ok(t) => t,
         Err(e) => return Exit::Usage(e),
     };
-    let (device, dtype) =
-        match backend::resolve(args.device.unwrap_or(DeviceSpec::Auto), args.dtype) {
-            Ok(resolved) => resolved,
-            Err(e) => return Exit::Usage(e.to_string()),
-        };
+    let (device, dtype) = match backend::resolve(device.unwrap_or(DeviceSpec::Auto), args.dtype) {
+        Ok(resolved) => resolved,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
     let result = backend::run_on(
         device,
         dtype,

@@ -4,3 +4,14 @@ pub mod decoder_config;
 pub mod glm4;
 pub mod params;
 pub mod whisper_vq;
+
+/// A tensor's values on the host as f32 (whatever the backend's float type).
+pub fn to_host_f32<B: burn::tensor::backend::Backend, const D: usize>(
+    tensor: burn::tensor::Tensor<B, D>,
+) -> Vec<f32> {
+    tensor
+        .into_data()
+        .convert::<f32>()
+        .into_vec::<f32>()
+        .expect("float tensors convert to f32")
+}

@@ -138,12 +138,7 @@ impl<B: Backend> ModuleVisitor<B> for ShardWriter {
         if (self.skip)(&name) {
             return;
         }
-        let values = tensor
-            .clone()
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("float parameters");
+        let values = crate::models::to_host_f32(tensor.clone());
         let bytes = to_bytes(&values, self.dtype);
         if !self.current.is_empty() && self.current_bytes + bytes.len() > self.max_bytes {
             self.shards.push(std::mem::take(&mut self.current));
@@ -257,12 +252,7 @@ pub fn save_adapter<B: Backend>(
             let Some(lora) = &linear.lora else { continue };
             let module = format!("transformer.encoder.layers.{n}.{path}");
             for (matrix, tensor) in [("lora_A", lora.lora_a.val()), ("lora_B", lora.lora_b.val())] {
-                let values = tensor
-                    .clone()
-                    .into_data()
-                    .convert::<f32>()
-                    .into_vec::<f32>()
-                    .expect("float parameters");
+                let values = crate::models::to_host_f32(tensor.clone());
                 tensors.push((
                     peft_name(&module, matrix),
                     tensor.dims().to_vec(),

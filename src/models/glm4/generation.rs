@@ -93,13 +93,7 @@ pub fn generate<B: Backend>(
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, len]), device);
         let logits = model.forward_cached(ids, &mut cache);
         let vocab = logits.dims()[2];
-        let last = logits
-            .narrow(1, len - 1, 1)
-            .reshape([vocab])
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32 logits");
+        let last = crate::models::to_host_f32(logits.narrow(1, len - 1, 1).reshape([vocab]));
         let next = pick(&last, sampling, &mut rng);
         out.push(next);
         if stop.contains(&next) {

@@ -171,12 +171,7 @@ impl<B: Backend> SpeechTokenizer<B> {
         let valid_frames: Vec<usize> = lengths.iter().map(|n| n.div_ceil(160)).collect();
         let encoded = self.encoder.forward(input, &valid_frames);
         let [_, tokens_per_item, d] = encoded.features.dims();
-        let features = encoded
-            .features
-            .into_data()
-            .convert::<f32>()
-            .into_vec::<f32>()
-            .expect("f32 features");
+        let features = crate::models::to_host_f32(encoded.features);
         let tokens = encoded
             .tokens
             .into_data()
