@@ -10,4 +10,5 @@ mod glm4;
 mod glm4_tokenizer;
 mod prepare;
 mod recipes;
+mod samples;
 mod speech_tokenizer;

@@ -3,4 +3,5 @@
 pub mod cache;
 pub mod manifest;
 pub mod prompt;
+pub mod samples;
 pub mod scan;
