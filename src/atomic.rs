@@ -32,6 +32,50 @@ pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Writes a whole directory atomically: `fill` writes into `.<name>.tmp-<pid>` beside `dir`; its
+/// files are synced and it is renamed to `dir` (an older `dir` is replaced only once the new one
+/// is complete).
+pub fn write_dir(
+    dir: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "export".into());
+    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir_all(&tmp)?;
+    fill(&tmp)?;
+    for entry in std::fs::read_dir(&tmp)?.flatten() {
+        std::fs::File::open(entry.path())?.sync_all()?;
+    }
+    if dir.exists() {
+        let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
+        std::fs::rename(dir, &old)?;
+        std::fs::rename(&tmp, dir)?;
+        std::fs::remove_dir_all(&old)?;
+    } else {
+        std::fs::rename(&tmp, dir)?;
+    }
+    if let Some(parent) = dir.parent().and_then(|p| {
+        std::fs::File::open(if p.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            p
+        })
+        .ok()
+    }) {
+        let _ = parent.sync_all();
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

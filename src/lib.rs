@@ -12,3 +12,4 @@ pub mod models;
 pub mod plan;
 pub mod progress;
 pub mod recipe;
+pub mod train;

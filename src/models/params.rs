@@ -9,6 +9,20 @@ use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
+/// A parameter whose id is derived from its name, so the same model built twice (a run and its
+/// resumption) has the same ids, and optimizer state saved by id finds its parameters again.
+pub fn named_param<B: Backend, const D: usize>(
+    name: &str,
+    tensor: Tensor<B, D>,
+) -> Param<Tensor<B, D>> {
+    let mut hash = 0xcbf29ce484222325u64;
+    for byte in name.bytes() {
+        hash ^= byte as u64;
+        hash = hash.wrapping_mul(0x100000001b3);
+    }
+    Param::initialized(ParamId::from(hash), tensor.require_grad())
+}
+
 /// A parameter's name, id and element count.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NamedParam {

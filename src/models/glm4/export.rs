@@ -84,36 +84,6 @@ fn write_safetensors(
     std::fs::write(path, bytes)
 }
 
-/// Creates `<final>.tmp-<pid>`, lets `fill` write into it, syncs, and renames it to `dir`
-/// (replacing an older export only once the new one is complete).
-fn write_directory(
-    dir: &Path,
-    fill: impl FnOnce(&Path) -> std::io::Result<()>,
-) -> std::io::Result<()> {
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "export".into());
-    let tmp = dir.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    std::fs::create_dir_all(&tmp)?;
-    fill(&tmp)?;
-    for entry in std::fs::read_dir(&tmp)?.flatten() {
-        std::fs::File::open(entry.path())?.sync_all()?;
-    }
-    if dir.exists() {
-        let old = dir.with_file_name(format!(".{name}.old-{}", std::process::id()));
-        std::fs::rename(dir, &old)?;
-        std::fs::rename(&tmp, dir)?;
-        std::fs::remove_dir_all(&old)?;
-    } else {
-        std::fs::rename(&tmp, dir)?;
-    }
-    Ok(())
-}
-
 /// Streams parameters in field order (= checkpoint order) into shards.
 struct ShardWriter {
     path: PathStack,
@@ -159,7 +129,7 @@ pub fn save_merged<B: Backend>(
     max_shard_bytes: usize,
 ) -> std::io::Result<()> {
     let model = merge_lora(model);
-    write_directory(out, |tmp| {
+    crate::atomic::write_dir(out, |tmp| {
         let mut writer = ShardWriter {
             path: PathStack::default(),
             dtype,
@@ -282,7 +252,7 @@ pub fn save_adapter<B: Backend>(
         "use_dora": false,
         "revision": null
     });
-    write_directory(out, |tmp| {
+    crate::atomic::write_dir(out, |tmp| {
         write_safetensors(&tmp.join("adapter_model.safetensors"), &tensors, Dtype::F32)?;
         std::fs::write(
             tmp.join("adapter_config.json"),

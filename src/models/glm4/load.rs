@@ -16,6 +16,7 @@ use super::model::{
     Transformer, WordEmbeddings,
 };
 use crate::checkpoint::tensors::{TensorError, TensorSource, TensorStore};
+use crate::models::params::named_param;
 
 /// Tensors a real checkpoint may carry that the model does not use.
 fn ignorable(name: &str) -> bool {
@@ -79,7 +80,7 @@ impl<B: Backend> Reader<'_, B> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Param<Tensor<B, D>>, TensorError> {
-        Ok(Param::from_tensor(self.tensor(name, shape)?))
+        Ok(named_param(name, self.tensor(name, shape)?))
     }
 
     fn linear(
@@ -283,6 +284,7 @@ pub fn load_adapter<B: Backend>(
             Ok(Tensor::from_data(TensorData::new(values, shape), device))
         };
         linear.lora = Some(LoraAdapter::new(
+            module,
             read("lora_A", [r, input])?,
             read("lora_B", [output, r])?,
             config.lora_alpha,
@@ -311,12 +313,12 @@ pub fn add_lora<B: Backend>(
     dropout: f64,
     device: &B::Device,
 ) -> Result<(), String> {
-    for_each_target(model, targets, |_, linear| {
+    for_each_target(model, targets, |module, linear| {
         let (input, output) = linear.shape();
         let bound = 1.0 / (input as f64).sqrt();
         let a = Tensor::random([rank, input], Distribution::Uniform(-bound, bound), device);
         let b = Tensor::zeros([output, rank], device);
-        linear.lora = Some(LoraAdapter::new(a, b, alpha, dropout));
+        linear.lora = Some(LoraAdapter::new(module, a, b, alpha, dropout));
         Ok(())
     })
 }

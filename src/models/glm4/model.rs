@@ -10,6 +10,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::config::Glm4Config;
+use crate::models::params::named_param;
 
 /// A LoRA adapter on one linear layer: `y += (alpha / r) * dropout(x) A^T B^T`. A is [r, in]
 /// and B is [out, r], PEFT's `lora_A.weight` / `lora_B.weight`.
@@ -22,11 +23,18 @@ pub struct LoraAdapter<B: Backend> {
 }
 
 impl<B: Backend> LoraAdapter<B> {
-    pub fn new(lora_a: Tensor<B, 2>, lora_b: Tensor<B, 2>, alpha: f64, dropout: f64) -> Self {
+    /// `module` is the wrapped layer's name; the matrices are `{module}.lora.lora_a` / `_b`.
+    pub fn new(
+        module: &str,
+        lora_a: Tensor<B, 2>,
+        lora_b: Tensor<B, 2>,
+        alpha: f64,
+        dropout: f64,
+    ) -> Self {
         let rank = lora_a.dims()[0] as f64;
         LoraAdapter {
-            lora_a: Param::from_tensor(lora_a),
-            lora_b: Param::from_tensor(lora_b),
+            lora_a: named_param(&format!("{module}.lora.lora_a"), lora_a),
+            lora_b: named_param(&format!("{module}.lora.lora_b"), lora_b),
             scale: alpha / rank,
             dropout: DropoutConfig::new(dropout).init(),
         }

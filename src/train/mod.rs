@@ -1,0 +1,6 @@
+//! The training machinery both stages share: learning-rate schedules, step checkpoints with
+//! atomic writes and pruning, and the metrics log.
+
+pub mod checkpoints;
+pub mod metrics;
+pub mod schedule;
