@@ -95,9 +95,10 @@ fn templates_cannot_run_and_usage_errors_exit_2() {
 }
 
 #[test]
-fn a_run_writes_resolved_recipe_and_report_then_stops_honestly() {
+fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("run");
+    let cache = format!("data.cache_dir={}", dir.path().join("cache").display());
     let out = arp_train(
         &repo(),
         &[
@@ -105,13 +106,31 @@ fn a_run_writes_resolved_recipe_and_report_then_stops_honestly() {
             "recipes/tiny.yaml",
             "--output",
             &output.display().to_string(),
+            "--set",
+            &cache,
             "--log-format",
             "json",
         ],
     );
     let stderr = text(&out.stderr);
+    let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(stderr.contains("nothing was trained"), "{stderr}");
+    assert!(
+        stderr.contains("stage two (decoder) and the ARP-Model package are not in this build yet"),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("prepared 21 utterances") && stdout.contains("stage one (lm): 12 steps"),
+        "{stdout}"
+    );
+    let metrics = std::fs::read_to_string(output.join("lm/metrics.jsonl")).unwrap();
+    assert_eq!(metrics.lines().count(), 12);
+    assert!(output
+        .join("lm/adapter/adapter_model.safetensors")
+        .is_file());
+    assert!(output
+        .join("lm/merged/model.safetensors.index.json")
+        .is_file());
     assert!(
         stderr
             .lines()
@@ -153,7 +172,7 @@ fn wgpu_either_works_or_says_why() {
             stderr.contains("device `wgpu` is not usable on this machine: no usable wgpu adapter"),
             "{stderr}"
         ),
-        Some(1) => assert!(stderr.contains("nothing was trained"), "{stderr}"),
+        Some(1) => assert!(stderr.contains("stage two (decoder)"), "{stderr}"),
         other => panic!("exit code {other:?}: {stderr}"),
     }
 }

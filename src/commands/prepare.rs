@@ -254,6 +254,12 @@ pub fn prepare(args: PrepareArgs) -> Exit {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
     };
+    prepare_recipe(&recipe, device)
+}
+
+/// Fills the recipe's dataset cache on `device` (already resolved); the prepare command and the
+/// main pipeline both run this.
+pub fn prepare_recipe(recipe: &Recipe, device: DeviceSpec) -> Exit {
     let started = Instant::now();
     let cache_dir = recipe.data.cache_dir.clone();
     let stale = cache::remove_stale_temporaries(&cache_dir);

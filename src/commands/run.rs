@@ -3,10 +3,12 @@
 
 use std::path::{Path, PathBuf};
 
+use super::prepare::prepare_recipe;
 use super::{load_runnable, Exit};
-use crate::backend::{self, DeviceSpec};
+use crate::backend::{self, BackendTask, DeviceSpec};
 use crate::data::scan;
 use crate::plan::{self, Plan};
+use crate::recipe::Stage;
 
 pub struct RunArgs {
     pub recipe: PathBuf,
@@ -94,12 +96,66 @@ pub fn run(args: RunArgs) -> Exit {
     }
     println!("{}", plan::render(&recipe, &scan, &plan));
     tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
-    // The stages themselves (prepare, lm, decoder, package) are not part of this build yet.
+
+    match prepare_recipe(&recipe, device) {
+        Exit::Ok => {}
+        other => return other,
+    }
+    if recipe.freeze.contains(&Stage::Lm) {
+        println!("stage one (lm): frozen, the base model is kept");
+    } else {
+        let stage_dir = recipe.output_dir.join("lm");
+        match backend::run_on(
+            device,
+            dtype,
+            TrainLm {
+                recipe: &recipe,
+                stage_dir: &stage_dir,
+            },
+        ) {
+            Ok(Ok(r)) => {
+                let first = r.losses.first().copied().unwrap_or(f64::NAN);
+                let last = r.losses.last().copied().unwrap_or(f64::NAN);
+                println!(
+                    "stage one (lm): {} steps in {:.1} s on {} samples ({} held out); train loss {first:.4} -> {last:.4}{}; {} skipped",
+                    r.steps,
+                    r.wall_seconds,
+                    r.train_samples,
+                    r.validation_samples,
+                    r.eval_losses.last().map(|(s, l)| format!(", eval loss {l:.4} at step {s}")).unwrap_or_default(),
+                    r.skipped_steps
+                );
+                if let Some(adapter) = &r.adapter_dir {
+                    println!("  PEFT adapter: {}", adapter.display());
+                }
+                println!("  merged model: {}", r.merged_dir.display());
+            }
+            Ok(Err(e)) => return Exit::Failed(format!("stage one failed: {e}")),
+            Err(e) => return Exit::Usage(e.to_string()),
+        }
+    }
+    // The decoder stage and packaging are not part of this build yet.
     Exit::Failed(format!(
-        "recipe, device and data are ready, but this build of arp-train has no trainer for the stages yet \
-         (prepare, lm, decoder); nothing was trained. The resolved recipe and data report are in {}",
-        recipe.output_dir.display()
+        "stage two (decoder) and the ARP-Model package are not in this build yet; stage one's outputs are in {}",
+        recipe.output_dir.join("lm").display()
     ))
+}
+
+/// Stage one on the resolved backend, with autodiff.
+struct TrainLm<'a> {
+    recipe: &'a crate::recipe::Recipe,
+    stage_dir: &'a Path,
+}
+
+impl BackendTask for TrainLm<'_> {
+    type Output = Result<crate::train::lm::LmReport, String>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        crate::train::lm::train_lm::<burn::backend::Autodiff<B>>(
+            self.recipe,
+            &device,
+            self.stage_dir,
+        )
+    }
 }
 
 fn rejections_path(output_dir: &Path) -> PathBuf {

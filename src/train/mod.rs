@@ -2,5 +2,6 @@
 //! atomic writes and pruning, and the metrics log.
 
 pub mod checkpoints;
+pub mod lm;
 pub mod metrics;
 pub mod schedule;
