@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use arp_train::backend::DeviceSpec;
 use arp_train::commands::{self, run::RunArgs, Exit};
+use arp_train::train::lm::Resume;
 
 #[derive(Parser)]
 #[command(
@@ -28,6 +29,9 @@ struct Cli {
     /// Output directory (overrides the recipe's output_dir).
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
+    /// Continue from the newest checkpoint of the run, or from this checkpoint directory.
+    #[arg(long, value_name = "DIR", num_args = 0..=1)]
+    resume: Option<Option<PathBuf>>,
     /// Device: auto, cpu, wgpu[:N], cuda[:N] (overrides the recipe's device).
     #[arg(long, global = true)]
     device: Option<DeviceSpec>,
@@ -109,6 +113,11 @@ fn main() -> ExitCode {
                 dry_run: cli.dry_run,
                 output: cli.output,
                 device: cli.device,
+                resume: match cli.resume {
+                    None => Resume::No,
+                    Some(None) => Resume::Latest,
+                    Some(Some(dir)) => Resume::From(dir),
+                },
             }),
             None => {
                 Exit::Usage("nothing to do: pass --recipe FILE or a command (see --help)".into())

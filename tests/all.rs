@@ -12,3 +12,4 @@ mod prepare;
 mod recipes;
 mod samples;
 mod speech_tokenizer;
+mod train_lm;

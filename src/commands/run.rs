@@ -9,6 +9,7 @@ use crate::backend::{self, BackendTask, DeviceSpec};
 use crate::data::scan;
 use crate::plan::{self, Plan};
 use crate::recipe::Stage;
+use crate::train::lm::Resume;
 
 pub struct RunArgs {
     pub recipe: PathBuf,
@@ -16,6 +17,7 @@ pub struct RunArgs {
     pub dry_run: bool,
     pub output: Option<PathBuf>,
     pub device: Option<DeviceSpec>,
+    pub resume: Resume,
 }
 
 pub fn run(args: RunArgs) -> Exit {
@@ -111,6 +113,7 @@ pub fn run(args: RunArgs) -> Exit {
             TrainLm {
                 recipe: &recipe,
                 stage_dir: &stage_dir,
+                resume: &args.resume,
             },
         ) {
             Ok(Ok(r)) => {
@@ -145,6 +148,7 @@ pub fn run(args: RunArgs) -> Exit {
 struct TrainLm<'a> {
     recipe: &'a crate::recipe::Recipe,
     stage_dir: &'a Path,
+    resume: &'a Resume,
 }
 
 impl BackendTask for TrainLm<'_> {
@@ -154,6 +158,7 @@ impl BackendTask for TrainLm<'_> {
             self.recipe,
             &device,
             self.stage_dir,
+            self.resume,
         )
     }
 }

@@ -12,20 +12,25 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
+use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
+use serde::Deserialize;
+
+use super::checkpoints::Checkpoints;
 use super::metrics::MetricsLog;
 use super::schedule::learning_rate;
 use crate::data::cache::stable_hash;
 use crate::data::samples::{
     build_from_cache, length_bucketed_batches, Sample, SampleBuilder, IGNORE,
 };
+use crate::models::glm4::export::save_weights;
 use crate::models::glm4::export::{
     save_adapter, save_merged, AdapterInfo, ExportDtype, DEFAULT_MAX_SHARD_BYTES,
 };
 use crate::models::glm4::finetune::prepare_for_finetune;
-use crate::models::glm4::load::load_model;
+use crate::models::glm4::load::{load_adapter, load_model};
 use crate::models::glm4::model::{causal_lm_loss, ChatGlmModel};
 use crate::models::glm4::tokenizer::GlmTokenizer;
-use crate::models::params::named_params;
+use crate::models::params::{named_params, set_trainable};
 use crate::plan::validation_count;
 use crate::progress;
 use crate::recipe::training::Length;
@@ -87,6 +92,117 @@ pub struct LmReport {
     pub merged_dir: PathBuf,
 }
 
+/// Where a run stands, saved in every checkpoint (`trainer_state.json`).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+struct TrainerState {
+    step: usize,
+    epoch: usize,
+    /// Index of the next batch group of `epoch` (groups before it are done).
+    next_group: usize,
+    skipped_steps: usize,
+    consecutive_bad: usize,
+    losses: Vec<f64>,
+    eval_losses: Vec<(usize, f64)>,
+}
+
+/// Test hooks (fault injection): `ARP_FAULT_NAN_STEPS=3,4` makes those steps' loss NaN;
+/// `ARP_FAULT_ABORT_IN_CHECKPOINT=8` aborts the process halfway through writing that step's
+/// checkpoint.
+fn fault_steps(var: &str) -> Vec<usize> {
+    std::env::var(var)
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Settings that must match for a checkpoint to be resumed (the rest may change).
+fn resume_identity(recipe: &Recipe) -> serde_json::Value {
+    let mut lm = serde_json::to_value(&recipe.lm).expect("recipes serialize");
+    for key in [
+        "checkpoint_every",
+        "keep_last_n",
+        "eval_every",
+        "log_every",
+        "max_nonfinite_steps",
+        "optimizer",
+        "schedule",
+    ] {
+        lm.as_object_mut().expect("lm is a mapping").remove(key);
+    }
+    serde_json::json!({
+        "seed": recipe.seed,
+        "character": recipe.character.as_ref().map(|c| c.file.display().to_string()),
+        "data": serde_json::to_value(&recipe.data).expect("recipes serialize"),
+        "lm": lm,
+    })
+}
+
+fn flatten(
+    prefix: &str,
+    value: &serde_json::Value,
+    out: &mut std::collections::BTreeMap<String, String>,
+) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                flatten(
+                    &if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    },
+                    v,
+                    out,
+                );
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Refuses a checkpoint made with different model or data settings, listing the differences;
+/// changed optimizer or schedule settings are allowed with a warning.
+fn check_resumable(current: &Recipe, checkpoint_recipe: &Path) -> Result<(), String> {
+    let saved = Recipe::load(checkpoint_recipe, &[], crate::recipe::PathCheck::Lenient)
+        .map_err(|e| {
+            format!(
+                "cannot read the checkpoint's recipe {}: {e}",
+                checkpoint_recipe.display()
+            )
+        })?
+        .recipe;
+    let (mut a, mut b) = (Default::default(), Default::default());
+    flatten("", &resume_identity(&saved), &mut a);
+    flatten("", &resume_identity(current), &mut b);
+    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "  {k}: checkpoint {} / now {}",
+                a.get(k).map_or("-", String::as_str),
+                b.get(k).map_or("-", String::as_str)
+            )
+        })
+        .collect();
+    if !diffs.is_empty() {
+        return Err(format!(
+            "cannot resume from {}: the recipe's model or data settings differ from the checkpoint's:\n{}\n\
+             (start a new run with another output_dir, or restore these settings)",
+            checkpoint_recipe.parent().unwrap_or(checkpoint_recipe).display(),
+            diffs.join("\n")
+        ));
+    }
+    if saved.lm.train.optimizer != current.lm.train.optimizer
+        || saved.lm.train.schedule != current.lm.train.schedule
+    {
+        tracing::warn!("resuming with changed optimizer or schedule settings; the loss curve will not match an uninterrupted run");
+    }
+    Ok(())
+}
+
 /// Global L2 norm of the gradients of `params` (1-D and 2-D parameters).
 fn grad_norm<B: AutodiffBackend>(
     grads: &GradientsParams,
@@ -144,11 +260,23 @@ fn mean_loss<B: Backend>(
     }
 }
 
+/// What to resume from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Resume {
+    /// Start from the base model (earlier checkpoints in the stage directory are replaced).
+    No,
+    /// The newest complete checkpoint of the stage directory, if any.
+    Latest,
+    /// This checkpoint directory.
+    From(PathBuf),
+}
+
 /// Trains stage one as the recipe says; the prepared cache must exist (`arp-train prepare`).
 pub fn train_lm<B: AutodiffBackend>(
     recipe: &Recipe,
     device: &B::Device,
     stage_dir: &Path,
+    resume: &Resume,
 ) -> Result<LmReport, String> {
     let started = Instant::now();
     let lm = &recipe.lm;
@@ -188,10 +316,23 @@ pub fn train_lm<B: AutodiffBackend>(
     let lengths: Vec<usize> = train.iter().map(|s| s.input_ids.len()).collect();
     let pad = tokenizer.token_id("<|user|>")?;
 
-    let (model, _) = load_model::<B>(base_dir, device)?;
-    let mut model = prepare_for_finetune(model, lm, device)?;
-    let params = named_params(&model);
     let train_cfg = &lm.train;
+    let checkpoints = Checkpoints::open(stage_dir, train_cfg.keep_last_n)
+        .map_err(|e| format!("{}: {e}", stage_dir.display()))?;
+    let resume_from = match resume {
+        Resume::No => {
+            if let Some((step, _)) = checkpoints.latest() {
+                return Err(format!(
+                    "{} already holds checkpoints of an earlier run (up to step {step}): pass --resume to continue it, \
+                     or choose another output directory (nothing was overwritten)",
+                    stage_dir.display()
+                ));
+            }
+            None
+        }
+        Resume::Latest => checkpoints.latest().map(|(_, dir)| dir),
+        Resume::From(dir) => Some(dir.clone()),
+    };
     let o = &train_cfg.optimizer;
     let mut optimizer = AdamWConfig::new()
         .with_beta_1(o.betas[0] as f32)
@@ -199,6 +340,52 @@ pub fn train_lm<B: AutodiffBackend>(
         .with_epsilon(o.eps as f32)
         .with_weight_decay(o.weight_decay as f32)
         .init::<B, ChatGlmModel<B>>();
+    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let mut state = TrainerState {
+        step: 0,
+        epoch: 0,
+        next_group: 0,
+        skipped_steps: 0,
+        consecutive_bad: 0,
+        losses: Vec::new(),
+        eval_losses: Vec::new(),
+    };
+    let mut model = match &resume_from {
+        None => {
+            // The fresh adapters' random A matrices come from the recipe's seed.
+            B::seed(device, recipe.seed);
+            prepare_for_finetune(load_model::<B>(base_dir, device)?.0, lm, device)?
+        }
+        Some(dir) => {
+            if !dir.join(super::checkpoints::COMPLETE_MARKER).is_file() {
+                return Err(format!("{} is not a complete checkpoint", dir.display()));
+            }
+            check_resumable(recipe, &dir.join("recipe.resolved.yaml"))?;
+            let model = match lm.finetune {
+                FinetuneMode::Lora => {
+                    let (mut model, _) = load_model::<B>(base_dir, device)?;
+                    load_adapter(&mut model, &dir.join("adapter"), device)?;
+                    set_trainable(model, |name| name.contains(".lora."))
+                }
+                FinetuneMode::Full => prepare_for_finetune(
+                    load_model::<B>(&dir.join("weights"), device)?.0,
+                    lm,
+                    device,
+                )?,
+            };
+            let record = recorder
+                .load(dir.join("optimizer"), device)
+                .map_err(|e| format!("{}: optimizer state: {e}", dir.display()))?;
+            optimizer = optimizer.load_record(record);
+            let text = std::fs::read_to_string(dir.join("trainer_state.json"))
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            state = serde_json::from_str(&text)
+                .map_err(|e| format!("{}: trainer_state.json: {e}", dir.display()))?;
+            tracing::info!(step = state.step, from = %dir.display(), "resuming stage one");
+            model
+        }
+    };
+    let params = named_params(&model);
     let batches_per_epoch = lengths.len().div_ceil(lm.batch_size);
     let steps_per_epoch = batches_per_epoch
         .div_ceil(train_cfg.gradient_accumulation)
@@ -208,16 +395,19 @@ pub fn train_lm<B: AutodiffBackend>(
         Length::Epochs(e) => e * steps_per_epoch,
     };
 
-    let mut log =
-        MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(0)).map_err(|e| e.to_string())?;
+    let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step))
+        .map_err(|e| e.to_string())?;
     let bar = progress::bar(total_steps as u64, "stage one");
+    bar.set_position(state.step as u64);
+    let nan_steps = fault_steps("ARP_FAULT_NAN_STEPS");
+    let abort_in_checkpoint = fault_steps("ARP_FAULT_ABORT_IN_CHECKPOINT");
     let mut report = LmReport {
         steps: 0,
         train_samples: train.len(),
         validation_samples: validation.len(),
-        losses: Vec::new(),
-        eval_losses: Vec::new(),
-        skipped_steps: 0,
+        losses: state.losses.clone(),
+        eval_losses: state.eval_losses.clone(),
+        skipped_steps: state.skipped_steps,
         padding_share: 0.0,
         truncated_samples: set.truncated_samples,
         dropped_too_long: set.too_long.len(),
@@ -225,9 +415,52 @@ pub fn train_lm<B: AutodiffBackend>(
         adapter_dir: None,
         merged_dir: stage_dir.join("merged"),
     };
-    let mut consecutive_bad = 0;
-    let mut step = 0;
-    let mut epoch = 0;
+    let save_checkpoint = |state: &TrainerState,
+                           model: &ChatGlmModel<B>,
+                           optimizer: &_,
+                           abort: bool|
+     -> Result<(), String> {
+        let optimizer: &burn::optim::adaptor::OptimizerAdaptor<
+            burn::optim::AdamW,
+            ChatGlmModel<B>,
+            B,
+        > = optimizer;
+        checkpoints
+            .save(state.step, |dir| {
+                match lm.finetune {
+                    FinetuneMode::Lora => {
+                        save_adapter(model, &adapter_info(recipe, base_dir), &dir.join("adapter"))?
+                    }
+                    FinetuneMode::Full => save_weights(
+                        model,
+                        base_dir,
+                        &dir.join("weights"),
+                        ExportDtype::F32,
+                        DEFAULT_MAX_SHARD_BYTES,
+                    )?,
+                }
+                if abort {
+                    // Test hook: a crash in the middle of writing a checkpoint.
+                    std::process::abort();
+                }
+                recorder
+                    .record(optimizer.to_record(), dir.join("optimizer"))
+                    .map_err(std::io::Error::other)?;
+                std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
+                std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
+            })
+            .map(|_| ())
+            .map_err(|e| {
+                format!(
+                    "cannot write a checkpoint under {}: {e}",
+                    stage_dir.display()
+                )
+            })
+    };
+    let mut consecutive_bad = state.consecutive_bad;
+    let mut step = state.step;
+    let mut epoch = state.epoch;
+    let mut first_group = state.next_group;
     'epochs: while step < total_steps {
         let (batches, padding) = length_bucketed_batches(
             &lengths,
@@ -236,7 +469,8 @@ pub fn train_lm<B: AutodiffBackend>(
             recipe.seed.wrapping_add(epoch as u64),
         );
         report.padding_share = padding;
-        for group in batches.chunks(train_cfg.gradient_accumulation) {
+        let groups: Vec<&[Vec<usize>]> = batches.chunks(train_cfg.gradient_accumulation).collect();
+        for (group_index, group) in groups.iter().enumerate().skip(first_group) {
             if step >= total_steps {
                 break 'epochs;
             }
@@ -250,11 +484,14 @@ pub fn train_lm<B: AutodiffBackend>(
             let mut group_loss = 0.0;
             let mut tokens = 0usize;
             let mut finite = true;
-            for batch in group {
+            for batch in group.iter() {
                 let samples: Vec<&Sample> = batch.iter().map(|&i| train[i]).collect();
                 let (ids, labels, _) = batch_tensors::<B>(&samples, pad, device);
                 tokens += samples.iter().map(|s| s.input_ids.len()).sum::<usize>();
-                let loss = causal_lm_loss(model.forward(ids), labels) / group.len() as f64;
+                let mut loss = causal_lm_loss(model.forward(ids), labels) / group.len() as f64;
+                if nan_steps.contains(&(step + 1)) {
+                    loss = loss * f64::NAN;
+                }
                 let value: f64 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
                 if !value.is_finite() {
                     finite = false;
@@ -281,9 +518,21 @@ pub fn train_lm<B: AutodiffBackend>(
                 );
                 if consecutive_bad >= train_cfg.max_nonfinite_steps {
                     bar.finish_and_clear();
+                    // The skipped steps left the weights untouched: save them, past the bad batches.
+                    let last_group = group_index + 1 == groups.len();
+                    let last_good = TrainerState {
+                        step: step + 1,
+                        epoch: if last_group { epoch + 1 } else { epoch },
+                        next_group: if last_group { 0 } else { group_index + 1 },
+                        skipped_steps: report.skipped_steps,
+                        consecutive_bad: 0,
+                        losses: report.losses.clone(),
+                        eval_losses: report.eval_losses.clone(),
+                    };
+                    save_checkpoint(&last_good, &model, &optimizer, false)?;
                     return Err(format!(
                         "{consecutive_bad} consecutive steps had a non-finite loss or gradient norm (last at step {step}); \
-                         stopping. Lower the learning rate, check the data, or raise lm.max_nonfinite_steps"
+                         stopping with a checkpoint of the last good weights. Lower the learning rate, check the data, or raise lm.max_nonfinite_steps"
                     ));
                 }
                 step += 1;
@@ -322,13 +571,32 @@ pub fn train_lm<B: AutodiffBackend>(
             };
             log.write(&record)
                 .map_err(|e| format!("cannot write {}: {e}", log.path().display()))?;
-            bar.set_message("stage one");
+            if step % train_cfg.checkpoint_every == 0 || step == total_steps {
+                let last_group = group_index + 1 == groups.len();
+                state = TrainerState {
+                    step,
+                    epoch: if last_group { epoch + 1 } else { epoch },
+                    next_group: if last_group { 0 } else { group_index + 1 },
+                    skipped_steps: report.skipped_steps,
+                    consecutive_bad,
+                    losses: report.losses.clone(),
+                    eval_losses: report.eval_losses.clone(),
+                };
+                save_checkpoint(
+                    &state,
+                    &model,
+                    &optimizer,
+                    abort_in_checkpoint.contains(&step),
+                )?;
+            }
+            bar.set_message(format!("loss {group_loss:.4}"));
             bar.inc(1);
             if step % train_cfg.log_every == 0 {
                 tracing::info!(step, loss = group_loss, lr, grad_norm = norm, "stage one");
             }
         }
         epoch += 1;
+        first_group = 0;
     }
     bar.finish_and_clear();
     report.steps = step;
@@ -356,4 +624,15 @@ pub fn train_lm<B: AutodiffBackend>(
     .map_err(|e| format!("cannot write {}: {e}", report.merged_dir.display()))?;
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+fn adapter_info(recipe: &Recipe, base_dir: &Path) -> AdapterInfo {
+    let lora = &recipe.lm.lora;
+    AdapterInfo {
+        rank: lora.rank,
+        alpha: lora.alpha,
+        dropout: lora.dropout,
+        targets: lora.targets.clone(),
+        base_model: base_dir.to_path_buf(),
+    }
 }

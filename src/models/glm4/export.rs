@@ -128,41 +128,62 @@ pub fn save_merged<B: Backend>(
     dtype: ExportDtype,
     max_shard_bytes: usize,
 ) -> std::io::Result<()> {
-    let model = merge_lora(model);
+    save_weights(&merge_lora(model), source_dir, out, dtype, max_shard_bytes)
+}
+
+/// Writes the model's base weights (LoRA adapters left out) in the original sharded layout.
+pub fn save_weights<B: Backend>(
+    model: &ChatGlmModel<B>,
+    source_dir: &Path,
+    out: &Path,
+    dtype: ExportDtype,
+    max_shard_bytes: usize,
+) -> std::io::Result<()> {
     crate::atomic::write_dir(out, |tmp| {
-        let mut writer = ShardWriter {
-            path: PathStack::default(),
-            dtype,
-            max_bytes: max_shard_bytes,
-            current: Vec::new(),
-            current_bytes: 0,
-            shards: Vec::new(),
-            skip: |name| name.contains(".lora."),
-        };
-        model.visit(&mut writer);
-        if !writer.current.is_empty() {
-            let last = std::mem::take(&mut writer.current);
-            writer.shards.push(last);
-        }
-        let count = writer.shards.len();
-        let mut weight_map = BTreeMap::new();
-        let mut total = 0usize;
-        for (k, shard) in writer.shards.iter().enumerate() {
-            let file = format!("model-{:05}-of-{:05}.safetensors", k + 1, count);
-            for (name, _, bytes) in shard {
-                weight_map.insert(name.clone(), file.clone());
-                total += bytes.len();
-            }
-            write_safetensors(&tmp.join(&file), shard, st_dtype(dtype))?;
-        }
-        let index =
-            serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
-        std::fs::write(
-            tmp.join("model.safetensors.index.json"),
-            serde_json::to_vec_pretty(&index)?,
-        )?;
-        copy_side_files(source_dir, tmp, dtype)
+        write_shards(model, source_dir, tmp, dtype, max_shard_bytes)
     })
+}
+
+/// The shards, the index and the side files of `model`, into the directory `dir`.
+fn write_shards<B: Backend>(
+    model: &ChatGlmModel<B>,
+    source_dir: &Path,
+    dir: &Path,
+    dtype: ExportDtype,
+    max_shard_bytes: usize,
+) -> std::io::Result<()> {
+    let mut writer = ShardWriter {
+        path: PathStack::default(),
+        dtype,
+        max_bytes: max_shard_bytes,
+        current: Vec::new(),
+        current_bytes: 0,
+        shards: Vec::new(),
+        skip: |name| name.contains(".lora."),
+    };
+    model.visit(&mut writer);
+    if !writer.current.is_empty() {
+        let last = std::mem::take(&mut writer.current);
+        writer.shards.push(last);
+    }
+    let count = writer.shards.len();
+    let mut weight_map = BTreeMap::new();
+    let mut total = 0usize;
+    for (k, shard) in writer.shards.iter().enumerate() {
+        let file = format!("model-{:05}-of-{:05}.safetensors", k + 1, count);
+        for (name, _, bytes) in shard {
+            weight_map.insert(name.clone(), file.clone());
+            total += bytes.len();
+        }
+        write_safetensors(&dir.join(&file), shard, st_dtype(dtype))?;
+    }
+    let index =
+        serde_json::json!({ "metadata": { "total_size": total }, "weight_map": weight_map });
+    std::fs::write(
+        dir.join("model.safetensors.index.json"),
+        serde_json::to_vec_pretty(&index)?,
+    )?;
+    copy_side_files(source_dir, dir, dtype)
 }
 
 /// Copies everything but weights from the source model directory; config.json's `torch_dtype`

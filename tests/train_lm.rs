@@ -1,0 +1,220 @@
+//! Stage-one training on the tiny recipe: exact resume after SIGKILL and after a crash while a
+//! checkpoint is written, the non-finite guard, and refusals that protect earlier runs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{repo, text};
+
+/// A prepared tiny cache shared by the runs of one test.
+fn prepared_cache(dir: &Path) -> PathBuf {
+    let cache = dir.join("cache");
+    let out = crate::common::arp_train(
+        &repo(),
+        &[
+            "prepare",
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--set",
+            &format!("data.cache_dir={}", cache.display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    cache
+}
+
+fn train_args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = ["--recipe", "recipes/tiny.yaml", "--output"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    args.push(output.display().to_string());
+    args.push("--set".into());
+    args.push(format!("data.cache_dir={}", cache.display()));
+    args.extend(
+        ["--set", "lm.steps=16", "--set", "lm.checkpoint_every=4"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn train(output: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
+    cmd.args(train_args(output, cache, extra))
+        .current_dir(repo());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// (loss, grad_norm) per step, as logged.
+fn curve(output: &Path) -> Vec<(u64, f64, f64)> {
+    std::fs::read_to_string(output.join("lm/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (
+                v["step"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap(),
+                v["grad_norm"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn resumed_runs_are_bit_identical_to_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepared_cache(dir.path());
+    let straight = dir.path().join("straight");
+    let out = train(&straight, &cache, &[], &[]);
+    assert!(
+        text(&out.stdout).contains("stage one (lm): 16 steps"),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let reference = curve(&straight);
+    assert_eq!(reference.len(), 16);
+    let adapter = std::fs::read(straight.join("lm/adapter/adapter_model.safetensors")).unwrap();
+
+    // SIGKILL at a seeded point after the first checkpoint, then --resume.
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(train_args(&killed, &cache, &[]))
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !killed.join("lm/step-000004/complete").exists()
+        && start.elapsed() < Duration::from_secs(120)
+    {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    std::thread::sleep(Duration::from_millis(20 + (0x5DEECE66Du64 % 1500)));
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the run must be killed mid-way");
+    let out = train(&killed, &cache, &["--resume"], &[]);
+    assert!(
+        text(&out.stderr).contains("resuming stage one"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        curve(&killed),
+        reference,
+        "loss and gradient norm of every step"
+    );
+    assert_eq!(
+        std::fs::read(killed.join("lm/adapter/adapter_model.safetensors")).unwrap(),
+        adapter
+    );
+
+    // A crash while step 8's checkpoint is being written: resume falls back to step 4.
+    let crashed = dir.path().join("crashed");
+    let out = train(
+        &crashed,
+        &cache,
+        &[],
+        &[("ARP_FAULT_ABORT_IN_CHECKPOINT", "8")],
+    );
+    assert!(!out.status.success());
+    assert!(!crashed.join("lm/step-000008").exists());
+    let out = train(&crashed, &cache, &["--resume"], &[]);
+    assert!(
+        text(&out.stderr).contains("step-000004"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(curve(&crashed), reference);
+    assert_eq!(
+        std::fs::read(crashed.join("lm/adapter/adapter_model.safetensors")).unwrap(),
+        adapter
+    );
+    let kept: Vec<String> = std::fs::read_dir(crashed.join("lm"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("step-"))
+        .collect();
+    assert_eq!(kept.len(), 3, "keep_last_n = 3: {kept:?}");
+}
+
+#[test]
+fn non_finite_steps_are_skipped_and_too_many_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepared_cache(dir.path());
+    let once = dir.path().join("once");
+    let out = train(
+        &once,
+        &cache,
+        &["--set", "lm.steps=6"],
+        &[("ARP_FAULT_NAN_STEPS", "2")],
+    );
+    assert!(
+        text(&out.stdout).contains("; 1 skipped"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(
+        text(&out.stderr).contains("non-finite loss or gradient norm: step skipped"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(curve(&once).len(), 5, "the skipped step logs no loss");
+
+    let stopped = dir.path().join("stopped");
+    let out = train(
+        &stopped,
+        &cache,
+        &["--set", "lm.max_nonfinite_steps=3"],
+        &[("ARP_FAULT_NAN_STEPS", "2,3,4")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr.contains("3 consecutive steps had a non-finite loss")
+            && stderr.contains("checkpoint of the last good weights"),
+        "{stderr}"
+    );
+    assert!(
+        stopped.join("lm/step-000004/complete").exists(),
+        "the last good state is saved"
+    );
+}
+
+#[test]
+fn earlier_runs_are_protected() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepared_cache(dir.path());
+    let run = dir.path().join("run");
+    train(&run, &cache, &["--set", "lm.steps=4"], &[]);
+    let out = train(&run, &cache, &["--set", "lm.steps=4"], &[]);
+    assert!(
+        text(&out.stderr)
+            .contains("already holds checkpoints of an earlier run (up to step 4): pass --resume"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = train(
+        &run,
+        &cache,
+        &["--set", "lm.steps=4", "--set", "lm.lora.rank=8", "--resume"],
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("cannot resume from")
+            && stderr.contains("lm.lora.rank: checkpoint 4 / now 8"),
+        "{stderr}"
+    );
+}
