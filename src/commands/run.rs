@@ -154,6 +154,34 @@ struct TrainLm<'a> {
 impl BackendTask for TrainLm<'_> {
     type Output = Result<crate::train::lm::LmReport, String>;
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        // Backends panic when the device runs out of memory: turn that into advice.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.train::<B>(device)));
+        result.unwrap_or_else(|payload| {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "the backend panicked".into());
+            let lower = message.to_lowercase();
+            if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom") {
+                Err(format!(
+                    "the device ran out of memory ({message}). Lower lm.batch_size (and raise lm.gradient_accumulation \
+                     to keep the effective batch), lower lm.max_seq_len, keep lm.activation_checkpointing on, or use \
+                     LoRA with a smaller rank; `--dry-run` prints the memory estimate"
+                ))
+            } else {
+                Err(format!("stage one crashed: {message}"))
+            }
+        })
+    }
+}
+
+impl TrainLm<'_> {
+    fn train<B: burn::tensor::backend::Backend>(
+        &self,
+        device: B::Device,
+    ) -> Result<crate::train::lm::LmReport, String> {
         crate::train::lm::train_lm::<burn::backend::Autodiff<B>>(
             self.recipe,
             &device,

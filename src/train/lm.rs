@@ -622,6 +622,15 @@ pub fn train_lm<B: AutodiffBackend>(
         DEFAULT_MAX_SHARD_BYTES,
     )
     .map_err(|e| format!("cannot write {}: {e}", report.merged_dir.display()))?;
+    let train_curve: Vec<(usize, f64)> = report
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i + 1, *l))
+        .collect();
+    let plot = stage_dir.join("loss.svg");
+    super::plot::write_loss_svg(&plot, "stage one (lm)", &train_curve, &report.eval_losses)
+        .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;
     report.wall_seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }

@@ -4,4 +4,5 @@
 pub mod checkpoints;
 pub mod lm;
 pub mod metrics;
+pub mod plot;
 pub mod schedule;
