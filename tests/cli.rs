@@ -124,7 +124,11 @@ fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
         "{stdout}"
     );
     let metrics = std::fs::read_to_string(output.join("lm/metrics.jsonl")).unwrap();
-    assert_eq!(metrics.lines().count(), 12);
+    assert_eq!(
+        metrics.lines().count(),
+        13,
+        "the step-0 evaluation and 12 steps"
+    );
     assert!(output
         .join("lm/adapter/adapter_model.safetensors")
         .is_file());

@@ -457,6 +457,14 @@ pub fn train_lm<B: AutodiffBackend>(
                 )
             })
     };
+    // The starting point of the eval curve.
+    if state.step == 0 && !validation.is_empty() {
+        let loss = mean_loss(&model.valid(), validation, lm.batch_size, pad, device);
+        report.eval_losses.push((0, loss));
+        state.eval_losses = report.eval_losses.clone();
+        log.write(&serde_json::json!({ "step": 0, "eval_loss": loss }))
+            .map_err(|e| format!("cannot write {}: {e}", log.path().display()))?;
+    }
     let mut consecutive_bad = state.consecutive_bad;
     let mut step = state.step;
     let mut epoch = state.epoch;
