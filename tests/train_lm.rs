@@ -56,8 +56,9 @@ fn curve(output: &Path) -> Vec<(u64, f64, f64)> {
     std::fs::read_to_string(output.join("lm/metrics.jsonl"))
         .unwrap()
         .lines()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["loss"].is_number())
+        .map(|v| {
             (
                 v["step"].as_u64().unwrap(),
                 v["loss"].as_f64().unwrap(),
