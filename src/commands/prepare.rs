@@ -254,22 +254,21 @@ pub fn prepare(args: PrepareArgs) -> Exit {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
     };
-    prepare_recipe(&recipe, device)
+    match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
+        Ok(scan) => prepare_recipe(&recipe, &scan, device),
+        Err(e) => Exit::Usage(e.to_string()),
+    }
 }
 
-/// Fills the recipe's dataset cache on `device` (already resolved); the prepare command and the
-/// main pipeline both run this.
-pub fn prepare_recipe(recipe: &Recipe, device: DeviceSpec) -> Exit {
+/// Fills the recipe's dataset cache on `device` (already resolved) from the data scan of its
+/// manifests; the prepare command and the main pipeline both run this.
+pub fn prepare_recipe(recipe: &Recipe, scan: &Scan, device: DeviceSpec) -> Exit {
     let started = Instant::now();
     let cache_dir = recipe.data.cache_dir.clone();
     let stale = cache::remove_stale_temporaries(&cache_dir);
     if stale > 0 {
         tracing::info!(stale, "removed temporary files of an interrupted run");
     }
-    let scan = match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
-        Ok(scan) => scan,
-        Err(e) => return Exit::Usage(e.to_string()),
-    };
     let tokenizer_dir = recipe.data.speech_tokenizer.as_deref();
     let tokenizer_fp = tokenizer_dir.map(tokenizer_fingerprint).unwrap_or_default();
     let wanted = wanted_segments(&scan, &tokenizer_fp);

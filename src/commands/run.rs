@@ -99,7 +99,7 @@ pub fn run(args: RunArgs) -> Exit {
     println!("{}", plan::render(&recipe, &scan, &plan));
     tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
 
-    match prepare_recipe(&recipe, device) {
+    match prepare_recipe(&recipe, &scan, device) {
         Exit::Ok => {}
         other => return other,
     }
