@@ -142,7 +142,7 @@ fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
         "json logs: {stderr}"
     );
     let resolved = std::fs::read_to_string(output.join("recipe.resolved.yaml")).unwrap();
-    assert!(resolved.contains("rank: 4"));
+    assert!(resolved.contains("rank: 8"));
     assert!(
         resolved.contains(&format!("output_dir: {}", output.display())),
         "{resolved}"

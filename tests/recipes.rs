@@ -363,11 +363,11 @@ fn character_card_errors_point_into_the_card() {
 
 #[test]
 fn overrides_take_effect_and_inherit_deeply() {
-    let stdout = dry_run_tiny(&["--set", "lm.lora.rank=8", "--set", "lm.steps=30"]);
-    assert!(stdout.contains("rank: 8"), "{stdout}");
-    // alpha 8 comes from tiny.yaml, dropout 0.0 too, targets from base.yaml.
+    let stdout = dry_run_tiny(&["--set", "lm.lora.rank=12", "--set", "lm.steps=30"]);
+    assert!(stdout.contains("rank: 12"), "{stdout}");
+    // alpha 16 comes from tiny.yaml, dropout 0.0 too, targets from base.yaml.
     assert!(
-        stdout.contains("alpha: 8") && stdout.contains("- dense_4h_to_h"),
+        stdout.contains("alpha: 16.0") && stdout.contains("- dense_4h_to_h"),
         "{stdout}"
     );
     assert!(stdout.contains("1. lm       train 30 steps"), "{stdout}");
@@ -377,7 +377,7 @@ fn overrides_take_effect_and_inherit_deeply() {
 fn resolved_recipe_is_a_recipe_that_loads_back_equal() {
     use arp_train::recipe::{PathCheck, Recipe};
     let tiny = repo().join("recipes/tiny.yaml");
-    let first = Recipe::load(&tiny, &["lm.lora.rank=8".to_string()], PathCheck::Strict)
+    let first = Recipe::load(&tiny, &["lm.lora.rank=12".to_string()], PathCheck::Strict)
         .unwrap()
         .recipe;
     let yaml = first.resolved_yaml();

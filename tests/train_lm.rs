@@ -209,13 +209,13 @@ fn earlier_runs_are_protected() {
     let out = train(
         &run,
         &cache,
-        &["--set", "lm.steps=4", "--set", "lm.lora.rank=8", "--resume"],
+        &["--set", "lm.steps=4", "--set", "lm.lora.rank=4", "--resume"],
         &[],
     );
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("cannot resume from")
-            && stderr.contains("lm.lora.rank: checkpoint 4 / now 8"),
+            && stderr.contains("lm.lora.rank: checkpoint 8 / now 4"),
         "{stderr}"
     );
 }

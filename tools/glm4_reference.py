@@ -242,7 +242,9 @@ def tiny_recipe_model():
         elif name.endswith("bias"):
             v = np.zeros(shape)
         else:
-            v = rng.normal(0.0, 0.02, shape)
+            # 1/sqrt(fan_in): logits of order one, so a LoRA on the layers below can move them
+            # (with the usual 0.02 the frozen output layer keeps every logit near zero).
+            v = rng.normal(0.0, 1.0 / np.sqrt(shape[-1]), shape)
         # bf16 by truncating float32 to its upper 16 bits after round-to-nearest-even.
         bits = v.astype(np.float32).view(np.uint32)
         bits = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16).astype(np.uint16)
