@@ -11,7 +11,7 @@ fn dry_run_prints_recipe_data_plan_and_parameters() {
         "utterances: 21 kept",
         "ada                  10         0",
         "<- character",
-        "1. lm       train 12 steps",
+        "1. lm       train 120 steps",
         "2. flow     train 12 steps",
         "3. hift     train 12 steps",
         "lm: 684.6 k total",
@@ -120,15 +120,38 @@ fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
         "{stderr}"
     );
     assert!(
-        stdout.contains("prepared 21 utterances") && stdout.contains("stage one (lm): 12 steps"),
+        stdout.contains("prepared 21 utterances") && stdout.contains("stage one (lm): 120 steps"),
         "{stdout}"
     );
     let metrics = std::fs::read_to_string(output.join("lm/metrics.jsonl")).unwrap();
     assert_eq!(
         metrics.lines().count(),
-        13,
-        "the step-0 evaluation and 12 steps"
+        121,
+        "the step-0 evaluation and 120 steps"
     );
+    // The tiny recipe's stage one learns: train loss at least halves, eval loss falls.
+    let records: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let losses: Vec<f64> = records.iter().filter_map(|r| r["loss"].as_f64()).collect();
+    let evals: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["eval_loss"].as_f64())
+        .collect();
+    let late = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
+    println!(
+        "tiny stage one: train loss {:.3} -> {late:.3} (mean of the last 10), eval {:.3} -> {:.3}",
+        losses[0],
+        evals[0],
+        evals[evals.len() - 1]
+    );
+    assert!(
+        late <= 0.5 * losses[0],
+        "train loss {} -> {late}",
+        losses[0]
+    );
+    assert!(evals[evals.len() - 1] < evals[0], "eval loss {evals:?}");
     assert!(output
         .join("lm/adapter/adapter_model.safetensors")
         .is_file());
@@ -142,7 +165,7 @@ fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
         "json logs: {stderr}"
     );
     let resolved = std::fs::read_to_string(output.join("recipe.resolved.yaml")).unwrap();
-    assert!(resolved.contains("rank: 8"));
+    assert!(resolved.contains("rank: 16"));
     assert!(
         resolved.contains(&format!("output_dir: {}", output.display())),
         "{resolved}"

@@ -365,9 +365,9 @@ fn character_card_errors_point_into_the_card() {
 fn overrides_take_effect_and_inherit_deeply() {
     let stdout = dry_run_tiny(&["--set", "lm.lora.rank=12", "--set", "lm.steps=30"]);
     assert!(stdout.contains("rank: 12"), "{stdout}");
-    // alpha 16 comes from tiny.yaml, dropout 0.0 too, targets from base.yaml.
+    // alpha 32 comes from tiny.yaml, dropout 0.0 too, targets from base.yaml.
     assert!(
-        stdout.contains("alpha: 16.0") && stdout.contains("- dense_4h_to_h"),
+        stdout.contains("alpha: 32.0") && stdout.contains("- dense_4h_to_h"),
         "{stdout}"
     );
     assert!(stdout.contains("1. lm       train 30 steps"), "{stdout}");

@@ -128,6 +128,12 @@ pub fn run(args: RunArgs) -> Exit {
                     r.eval_losses.last().map(|(s, l)| format!(", eval loss {l:.4} at step {s}")).unwrap_or_default(),
                     r.skipped_steps
                 );
+                println!(
+                    "  samples: {:.1}% padding in batches, {} shortened by dropping old turns, {} too long (left out)",
+                    100.0 * r.padding_share,
+                    r.truncated_samples,
+                    r.dropped_too_long
+                );
                 if let Some(adapter) = &r.adapter_dir {
                     println!("  PEFT adapter: {}", adapter.display());
                 }
@@ -182,12 +188,20 @@ impl TrainLm<'_> {
         &self,
         device: B::Device,
     ) -> Result<crate::train::lm::LmReport, String> {
-        crate::train::lm::train_lm::<burn::backend::Autodiff<B>>(
-            self.recipe,
-            &device,
-            self.stage_dir,
-            self.resume,
-        )
+        use crate::train::lm::train_lm;
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        use burn::backend::Autodiff;
+        // burn recomputes cheap (memory-bound) activations in the backward pass instead of keeping them.
+        if self.recipe.lm.activation_checkpointing {
+            train_lm::<Autodiff<B, BalancedCheckpointing>>(
+                self.recipe,
+                &device,
+                self.stage_dir,
+                self.resume,
+            )
+        } else {
+            train_lm::<Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
+        }
     }
 }
 
