@@ -177,13 +177,16 @@ fn catch_probe(probe: impl FnOnce() + std::panic::UnwindSafe) -> Result<(), Stri
     std::panic::set_hook(Box::new(|_| {}));
     let result = std::panic::catch_unwind(probe);
     std::panic::set_hook(hook);
-    result.map_err(|payload| {
-        payload
-            .downcast_ref::<String>()
-            .cloned()
-            .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-            .unwrap_or_else(|| "the backend panicked while starting".into())
-    })
+    result.map_err(|payload| panic_message(payload.as_ref(), "the backend panicked while starting"))
+}
+
+/// The text of a caught panic (`fallback` when it carried none).
+pub fn panic_message(payload: &(dyn std::any::Any + Send), fallback: &str) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| fallback.into())
 }
 
 /// Checks that `device` can run here: compiled in, hardware present (a tiny tensor round trip),

@@ -164,11 +164,7 @@ impl BackendTask for TrainLm<'_> {
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.train::<B>(device)));
         result.unwrap_or_else(|payload| {
-            let message = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "the backend panicked".into());
+            let message = backend::panic_message(payload.as_ref(), "the backend panicked");
             let lower = message.to_lowercase();
             if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom") {
                 Err(format!(
