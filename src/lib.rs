@@ -12,4 +12,5 @@ pub mod models;
 pub mod plan;
 pub mod progress;
 pub mod recipe;
+pub mod rng;
 pub mod train;

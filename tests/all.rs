@@ -5,6 +5,7 @@ mod common;
 mod audio_frontend;
 mod cli;
 mod data_scan;
+mod decoder;
 mod generate;
 mod glm4;
 mod glm4_tokenizer;

@@ -49,11 +49,18 @@ struct Entry {
 /// benchmarks) random weights of a real model's shape.
 pub trait TensorSource {
     fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TensorError>;
+    /// Whether a tensor of this name exists (used to tell weight-norm pairs from plain weights).
+    fn contains(&self, _name: &str) -> bool {
+        false
+    }
 }
 
 impl TensorSource for TensorStore {
     fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TensorError> {
         TensorStore::f32(self, name, expected)
+    }
+    fn contains(&self, name: &str) -> bool {
+        TensorStore::contains(self, name)
     }
 }
 

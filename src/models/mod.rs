@@ -1,7 +1,10 @@
 //! Model definitions. Each file mirrors its reference module tree.
 
 pub mod decoder_config;
+pub mod flow;
 pub mod glm4;
+pub mod hift;
+pub mod layers;
 pub mod params;
 pub mod whisper_vq;
 

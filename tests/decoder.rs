@@ -1,0 +1,138 @@
+//! GLM-4-Voice-Decoder (flow + HiFT) in burn against tools/decoder_reference.py (PyTorch, f64):
+//! a tiny random checkpoint with the reference state-dict names (HiFT with weight_g/weight_v),
+//! each output within 1e-4 relative error (max |rust - reference| / max |reference|).
+
+use std::path::PathBuf;
+
+use arp_train::checkpoint::tensors::TensorStore;
+use arp_train::models::decoder_config::DecoderModelConfig;
+use arp_train::models::flow::Flow;
+use arp_train::models::hift::source::{harmonic_waves, SourceNoise};
+use arp_train::models::hift::Hift;
+use arp_train::models::layers::Builder;
+use arp_train::models::to_host_f32;
+use burn::backend::NdArray;
+use burn::tensor::{Int, Tensor, TensorData};
+
+use crate::common::repo;
+
+type B = NdArray<f32>;
+
+fn fixture() -> PathBuf {
+    repo().join("tests/fixtures/decoder")
+}
+
+struct Reference(TensorStore, Vec<u8>);
+
+impl Reference {
+    fn load() -> Self {
+        let path = fixture().join("reference.safetensors");
+        Reference(TensorStore::open(std::slice::from_ref(&path)).unwrap(), std::fs::read(&path).unwrap())
+    }
+    fn shape(&self, name: &str) -> Vec<usize> {
+        self.0.shape(name).unwrap_or_else(|| panic!("{name} in the fixture")).to_vec()
+    }
+    fn f32(&self, name: &str) -> Vec<f32> {
+        self.0.f32(name, &self.shape(name)).unwrap()
+    }
+    fn t<const D: usize>(&self, name: &str) -> Tensor<B, D> {
+        let shape: [usize; D] = self.shape(name).try_into().unwrap();
+        Tensor::from_data(TensorData::new(self.f32(name), shape), &Default::default())
+    }
+    fn ints(&self, name: &str) -> Vec<i64> {
+        let st = safetensors::SafeTensors::deserialize(&self.1).unwrap();
+        st.tensor(name)
+            .unwrap()
+            .data()
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+            .collect()
+    }
+}
+
+fn relative_error(rust: &[f32], reference: &[f32]) -> f64 {
+    assert_eq!(rust.len(), reference.len(), "lengths differ");
+    let scale = reference.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
+    let worst = rust.iter().zip(reference).fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+    worst / scale
+}
+
+fn check(label: &str, rust: Vec<f32>, reference: Vec<f32>) {
+    let err = relative_error(&rust, &reference);
+    println!("{label}: relative error {err:.2e}");
+    assert!(err < 1e-4, "{label}: relative error {err:.3e} >= 1e-4");
+}
+
+fn models() -> (DecoderModelConfig, Flow<B>, Hift<B>) {
+    let config = DecoderModelConfig::from_file(&fixture().join("config.yaml")).unwrap();
+    let device = Default::default();
+    let flow_store = TensorStore::open(&[fixture().join("flow.safetensors")]).unwrap();
+    let flow = Flow::new(&Builder::<B>::load(&flow_store, &device), &config.flow).unwrap();
+    assert!(flow_store.unused().is_empty(), "unused flow tensors: {:?}", flow_store.unused());
+    let hift_store = TensorStore::open(&[fixture().join("hift.safetensors")]).unwrap();
+    let hift = Hift::new(&Builder::<B>::load(&hift_store, &device), &config.hift).unwrap();
+    assert!(hift_store.unused().is_empty(), "unused hift tensors: {:?}", hift_store.unused());
+    (config, flow, hift)
+}
+
+#[test]
+fn flow_matches_the_pytorch_reference() {
+    let r = Reference::load();
+    let (_, flow, _) = models();
+    let device = Default::default();
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(r.ints("tokens"), [2, 8]), &device);
+    let token_lengths: Vec<usize> = r.ints("token_lens").iter().map(|&n| n as usize).collect();
+    let mel_lengths: Vec<usize> = r.ints("mel_lens").iter().map(|&n| n as usize).collect();
+    let (h, mu) = flow.encode(tokens, &token_lengths, &mel_lengths);
+    check("encoder + projection", to_host_f32(h), r.f32("encoder_out"));
+    check("length regulator (mu)", to_host_f32(mu.clone()), r.f32("mu"));
+
+    let spks = flow.zero_speaker(2, &device);
+    check("zero speaker term", to_host_f32(spks.clone()), r.f32("spks"));
+    let est = flow.estimator.forward(
+        r.t("est_x"),
+        r.t("est_mask"),
+        mu.clone(),
+        r.t("est_t"),
+        spks.clone(),
+        r.t("est_cond"),
+    );
+    check("estimator (padded batch)", to_host_f32(est), r.f32("estimator_out"));
+
+    let keep: Vec<bool> = r.ints("keep").iter().map(|&k| k != 0).collect();
+    let loss = flow.cfm_loss(r.t("x1"), r.t("est_mask"), mu, spks, r.t("est_cond"), &r.f32("t_raw"), r.t("z"), &keep);
+    check("flow-matching loss", to_host_f32(loss), r.f32("flow_loss"));
+
+    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(r.ints("solve_tokens"), [1, 6]), &device);
+    let (_, mu1) = flow.encode(tokens, &[6], &[40]);
+    check("mu for the Euler solve", to_host_f32(mu1.clone()), r.f32("solve_mu"));
+    let out = flow.solve(
+        mu1,
+        Tensor::ones([1, 1, 40], &device),
+        flow.zero_speaker(1, &device),
+        Tensor::zeros([1, 80, 40], &device),
+        r.t("solve_z"),
+        3,
+    );
+    check("3 Euler steps with CFG 0.7", to_host_f32(out), r.f32("solve_out"));
+}
+
+#[test]
+fn hift_matches_the_pytorch_reference() {
+    let r = Reference::load();
+    let (config, _, hift) = models();
+    let device = Default::default();
+    let mel: Tensor<B, 3> = r.t("hift_mel");
+    check("F0 predictor", to_host_f32(hift.f0_predictor.forward(mel.clone())), r.f32("f0_pred"));
+
+    let f0 = r.f32("hift_f0");
+    let phase: Vec<f64> = r.f32("hift_phase").iter().map(|&p| p as f64).collect();
+    let draws = SourceNoise { phase, noise: r.f32("hift_noise") };
+    let samples = f0.len() * 256;
+    let waves = harmonic_waves(&f0, 256, &config.hift, &draws);
+    let waves = Tensor::<B, 3>::from_data(TensorData::new(waves, [1, 9, samples]), &device);
+    let source = hift.source(waves);
+    check("harmonic source", to_host_f32(source.clone()), r.f32("hift_source"));
+    check("waveform for a fixed F0", to_host_f32(hift.decode(mel, source)), r.f32("hift_wave"));
+}
+
