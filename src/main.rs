@@ -66,6 +66,8 @@ enum Command {
     },
     /// Answer one prompt with a GLM-4-Voice model; prints the text, writes speech codes.
     Generate(commands::generate::GenerateArgs),
+    /// Turn speech codes into a 22.05 kHz WAV with a GLM-4-Voice-Decoder directory.
+    Synth(commands::synth::SynthArgs),
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
     Prepare {
@@ -106,6 +108,7 @@ fn main() -> ExitCode {
             })
         }
         Some(Command::Generate(args)) => commands::generate::generate_command(args, cli.device),
+        Some(Command::Synth(args)) => commands::synth::synth_command(args, cli.device),
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,

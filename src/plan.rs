@@ -87,7 +87,11 @@ impl Plan {
             steps(&recipe.lm.train, train.div_ceil(recipe.lm.batch_size));
         let frames = train_seconds * MEL_FRAMES_PER_SECOND;
         let part = |name, cfg: &crate::recipe::DecoderPartConfig| {
-            let batches = (frames / cfg.max_frames_per_batch as f64).ceil() as usize;
+            // The vocoder takes fixed-length crops, one per utterance.
+            let batches = match cfg.segment_frames {
+                Some(segment) => train.div_ceil((cfg.max_frames_per_batch / segment).max(1)),
+                None => (frames / cfg.max_frames_per_batch as f64).ceil() as usize,
+            };
             let (steps, per_epoch) = steps(&cfg.train, batches);
             StagePlan {
                 stage: Stage::Decoder,

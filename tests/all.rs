@@ -13,4 +13,5 @@ mod prepare;
 mod recipes;
 mod samples;
 mod speech_tokenizer;
+mod train_decoder;
 mod train_lm;

@@ -12,7 +12,7 @@ fn dry_run_prints_recipe_data_plan_and_parameters() {
         "ada                  10         0",
         "<- character",
         "1. lm       train 120 steps",
-        "2. flow     train 12 steps",
+        "2. flow     train 40 steps",
         "3. hift     train 12 steps",
         "lm: 684.6 k total",
     ] {
@@ -95,7 +95,7 @@ fn templates_cannot_run_and_usage_errors_exit_2() {
 }
 
 #[test]
-fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
+fn a_run_prepares_and_trains_both_stages() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("run");
     let cache = format!("data.cache_dir={}", dir.path().join("cache").display());
@@ -114,11 +114,8 @@ fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
     );
     let stderr = text(&out.stderr);
     let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
-    assert!(
-        stderr.contains("stage two (decoder) and the ARP-Model package are not in this build yet"),
-        "{stderr}"
-    );
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("stage two (decoder): 9 utterances"), "{stdout}");
     assert!(
         stdout.contains("prepared 21 utterances") && stdout.contains("stage one (lm): 120 steps"),
         "{stdout}"
@@ -171,6 +168,32 @@ fn a_run_prepares_and_trains_stage_one_then_stops_at_the_decoder() {
         "{resolved}"
     );
     assert!(output.join("reports/data-rejections.jsonl").exists());
+
+    // Stage two on the same run: the flow-matching loss falls by at least 40% and the
+    // vocoder's mel L1 falls, on training batches and on the held-out utterance.
+    let part = |name: &str| -> (Vec<f64>, Vec<f64>) {
+        let text = std::fs::read_to_string(output.join(format!("decoder/{name}/metrics.jsonl"))).unwrap();
+        let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        (
+            records.iter().filter_map(|r| r["loss"].as_f64()).collect(),
+            records.iter().filter_map(|r| r["eval_loss"].as_f64()).collect(),
+        )
+    };
+    let tail = |v: &[f64]| v[v.len() - 5..].iter().sum::<f64>() / 5.0;
+    let (flow, flow_eval) = part("flow");
+    let (hift, hift_eval) = part("hift");
+    println!(
+        "tiny stage two: flow loss {:.3} -> {:.3} (held-out {:.3} -> {:.3}); vocoder mel L1 {:.3} -> {:.3} (held-out {:.3} -> {:.3})",
+        flow[0], tail(&flow), flow_eval[0], flow_eval[flow_eval.len() - 1],
+        hift[0], tail(&hift), hift_eval[0], hift_eval[hift_eval.len() - 1]
+    );
+    assert_eq!((flow.len(), hift.len()), (40, 12));
+    assert!(tail(&flow) <= 0.6 * flow[0], "flow loss {flow:?}");
+    assert!(flow_eval[flow_eval.len() - 1] <= 0.6 * flow_eval[0], "flow held-out {flow_eval:?}");
+    assert!(tail(&hift) < hift[0] && hift_eval[hift_eval.len() - 1] < hift_eval[0], "vocoder {hift:?} {hift_eval:?}");
+    for file in ["config.yaml", "flow.safetensors", "hift.safetensors"] {
+        assert!(output.join("decoder/model").join(file).is_file(), "{file}");
+    }
 }
 
 #[test]

@@ -136,3 +136,96 @@ fn hift_matches_the_pytorch_reference() {
     check("waveform for a fixed F0", to_host_f32(hift.decode(mel, source)), r.f32("hift_wave"));
 }
 
+
+#[test]
+fn saved_weights_keep_the_reference_names_and_values() {
+    use arp_train::checkpoint::named::named_safetensors;
+    let config = DecoderModelConfig::from_file(&fixture().join("config.yaml")).unwrap();
+    let device = Default::default();
+    for (file, is_flow) in [("flow.safetensors", true), ("hift.safetensors", false)] {
+        let path = fixture().join(file);
+        let store = TensorStore::open(std::slice::from_ref(&path)).unwrap();
+        let builder = Builder::<B>::load(&store, &device);
+        let bytes = if is_flow {
+            let flow = Flow::new(&builder, &config.flow).unwrap();
+            named_safetensors(&flow, &builder.into_names()).unwrap()
+        } else {
+            let hift = Hift::new(&builder, &config.hift).unwrap();
+            named_safetensors(&hift, &builder.into_names()).unwrap()
+        };
+        let original = std::fs::read(&path).unwrap();
+        let (a, b) = (
+            safetensors::SafeTensors::deserialize(&original).unwrap(),
+            safetensors::SafeTensors::deserialize(&bytes).unwrap(),
+        );
+        let mut names_a: Vec<String> = a.names().into_iter().map(String::from).collect();
+        let mut names_b: Vec<String> = b.names().into_iter().map(String::from).collect();
+        names_a.sort();
+        names_b.sort();
+        assert_eq!(names_a, names_b, "{file}: the same state-dict names");
+        for name in &names_a {
+            assert_eq!(a.tensor(name).unwrap().data(), b.tensor(name).unwrap().data(), "{file}: {name}");
+        }
+    }
+}
+
+#[test]
+fn folded_and_parametrized_weight_norm_layouts_load_alike() {
+    // hift.pt files come with weight_g/weight_v (old torch), parametrizations.weight.original0/1
+    // (new torch) or plain folded weights: all three give the same waveform.
+    let r = Reference::load();
+    let (config, _, hift) = models();
+    let device = Default::default();
+    let original = std::fs::read(fixture().join("hift.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&original).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut variants = Vec::new();
+    for layout in ["parametrized", "folded"] {
+        let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        let floats = |name: &str| -> Vec<f32> {
+            st.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+        };
+        for name in st.names() {
+            let shape = st.tensor(name).unwrap().shape().to_vec();
+            if let Some(base) = name.strip_suffix(".weight_g") {
+                let g = floats(name);
+                let v = floats(&format!("{base}.weight_v"));
+                let v_shape = st.tensor(&format!("{base}.weight_v")).unwrap().shape().to_vec();
+                if layout == "parametrized" {
+                    tensors.push((format!("{base}.parametrizations.weight.original0"), shape, g));
+                    tensors.push((format!("{base}.parametrizations.weight.original1"), v_shape, v));
+                } else {
+                    let per = v.len() / g.len();
+                    let folded: Vec<f32> = v
+                        .chunks(per)
+                        .zip(&g)
+                        .flat_map(|(row, &gain)| {
+                            let norm = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+                            row.iter().map(move |x| x * gain / norm).collect::<Vec<_>>()
+                        })
+                        .collect();
+                    tensors.push((format!("{base}.weight"), v_shape, folded));
+                }
+            } else if !name.ends_with(".weight_v") {
+                tensors.push((name.to_string(), shape, floats(name)));
+            }
+        }
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
+            tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+        let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
+            .iter()
+            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+            .collect();
+        let path = dir.path().join(format!("{layout}.safetensors"));
+        std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
+        let store = TensorStore::open(&[path]).unwrap();
+        variants.push(Hift::new(&Builder::<B>::load(&store, &device), &config.hift).unwrap());
+    }
+    let mel: Tensor<B, 3> = r.t("hift_mel");
+    let expected = to_host_f32(hift.f0_predictor.forward(mel.clone()));
+    for variant in variants {
+        let got = to_host_f32(variant.f0_predictor.forward(mel.clone()));
+        assert!(relative_error(&got, &expected) < 1e-5);
+        check("F0 predictor from another weight-norm layout", got, r.f32("f0_pred"));
+    }
+}

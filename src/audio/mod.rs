@@ -3,6 +3,7 @@
 
 pub mod filters;
 pub mod mel;
+pub mod pitch;
 pub mod resample;
 pub mod wav;
 

@@ -202,7 +202,9 @@ impl BackendTask for Compute<'_> {
                         "encoder",
                     ),
                 };
-                let spec = mel.decoder_log_mel(&audio.at_rate(DECODER_RATE).samples);
+                let at22 = audio.at_rate(DECODER_RATE).samples;
+                let spec = mel.decoder_log_mel(&at22);
+                let f0 = crate::audio::pitch::yin(&at22, DECODER_RATE, spec.frames);
                 let segment = Segment {
                     meta: SegmentMeta {
                         format: FORMAT.into(),
@@ -216,6 +218,8 @@ impl BackendTask for Compute<'_> {
                     speech_tokens: tokens,
                     mel: spec.data,
                     mel_frames: spec.frames,
+                    audio: at22,
+                    f0,
                 };
                 cache::write_segment(self.cache_dir, &segment).map_err(|e| {
                     format!(

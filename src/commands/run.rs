@@ -143,11 +143,76 @@ pub fn run(args: RunArgs) -> Exit {
             Err(e) => return Exit::Usage(e.to_string()),
         }
     }
-    // The decoder stage and packaging are not part of this build yet.
-    Exit::Failed(format!(
-        "stage two (decoder) and the ARP-Model package are not in this build yet; stage one's outputs are in {}",
-        recipe.output_dir.join("lm").display()
-    ))
+    if recipe.freeze.contains(&Stage::Decoder) {
+        println!(
+            "stage two (decoder): frozen, the decoder in {} is kept",
+            recipe.decoder.init.as_deref().unwrap_or(Path::new("-")).display()
+        );
+    } else {
+        let stage_dir = recipe.output_dir.join("decoder");
+        // The decoder trains in fp32 (as CosyVoice does); a lower-precision LM stage does not change that.
+        let resume = match &args.resume {
+            Resume::No => Resume::No,
+            _ => Resume::Latest,
+        };
+        match backend::run_on(device, crate::backend::Dtype::Fp32, TrainDecoder { recipe: &recipe, stage_dir: &stage_dir, resume: &resume }) {
+            Ok(Ok(r)) => {
+                let curve = |p: &crate::train::flow::PartReport| {
+                    let first = p.losses.first().copied().unwrap_or(f64::NAN);
+                    let tail = &p.losses[p.losses.len().saturating_sub(5)..];
+                    let last = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
+                    let eval = p.eval_losses.first().zip(p.eval_losses.last())
+                        .map(|((_, a), (s, b))| format!(", held-out {a:.4} -> {b:.4} at step {s}"))
+                        .unwrap_or_default();
+                    if p.already_done {
+                        format!("already trained ({} steps)", p.steps)
+                    } else {
+                        format!("{} steps in {:.1} s; train {first:.4} -> {last:.4} (mean of the last 5){eval}; {} skipped", p.steps, p.wall_seconds, p.skipped_steps)
+                    }
+                };
+                println!(
+                    "stage two (decoder): {} utterances ({:.1} s of audio, {} held out)",
+                    r.train_utterances, r.seconds_of_audio, r.validation_utterances
+                );
+                println!("  flow (flow-matching loss): {}", curve(&r.flow));
+                println!("  vocoder (mel L1): {}", curve(&r.vocoder));
+                println!("  decoder: {}", r.model_dir.display());
+            }
+            Ok(Err(e)) => return Exit::Failed(format!("stage two failed: {e}")),
+            Err(e) => return Exit::Usage(e.to_string()),
+        }
+    }
+    println!(
+        "the ARP-Model package is not assembled by this build yet (issue 7): the stages' outputs are in {}",
+        recipe.output_dir.display()
+    );
+    Exit::Ok
+}
+
+/// Stage two on the resolved backend, with autodiff.
+struct TrainDecoder<'a> {
+    recipe: &'a crate::recipe::Recipe,
+    stage_dir: &'a Path,
+    resume: &'a Resume,
+}
+
+impl BackendTask for TrainDecoder<'_> {
+    type Output = Result<crate::train::decoder::DecoderReport, String>;
+    fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::train::decoder::train_decoder::<burn::backend::Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
+        }));
+        result.unwrap_or_else(|payload| {
+            let message = backend::panic_message(payload.as_ref(), "the backend panicked");
+            if message.to_lowercase().contains("out of memory") {
+                Err(format!(
+                    "the device ran out of memory ({message}). Lower decoder.flow.max_frames_per_batch or decoder.hift.max_frames_per_batch"
+                ))
+            } else {
+                Err(format!("stage two crashed: {message}"))
+            }
+        })
+    }
 }
 
 /// Stage one on the resolved backend, with autodiff.

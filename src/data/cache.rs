@@ -12,7 +12,7 @@ use safetensors::tensor::{Dtype, TensorView};
 use serde::{Deserialize, Serialize};
 
 /// Version of the segment file layout; part of every fingerprint.
-pub const FORMAT: &str = "arp-train-segment-v1";
+pub const FORMAT: &str = "arp-train-segment-v2";
 
 /// 128-bit FNV-1a (two 64-bit lanes with different offsets), as hex: stable across runs and
 /// platforms, unlike std's hasher.
@@ -78,6 +78,10 @@ pub struct Segment {
     /// Decoder log-mel, row-major [80, frames].
     pub mel: Vec<f32>,
     pub mel_frames: usize,
+    /// The 22.05 kHz waveform the mel was computed from (stored as 16-bit PCM).
+    pub audio: Vec<f32>,
+    /// YIN F0 per mel frame in Hz, 0 where unvoiced (audio::pitch).
+    pub f0: Vec<f32>,
 }
 
 pub fn segment_path(cache: &Path, key: &str) -> PathBuf {
@@ -97,10 +101,24 @@ pub fn write_segment(cache: &Path, segment: &Segment) -> std::io::Result<PathBuf
         .flat_map(|t| t.to_le_bytes())
         .collect();
     let mel: Vec<u8> = segment.mel.iter().flat_map(|x| x.to_le_bytes()).collect();
+    let audio: Vec<u8> = segment
+        .audio
+        .iter()
+        .flat_map(|x| ((x.clamp(-1.0, 1.0) * 32767.0).round() as i16).to_le_bytes())
+        .collect();
+    let f0: Vec<u8> = segment.f0.iter().flat_map(|x| x.to_le_bytes()).collect();
     let invalid = |e: safetensors::SafeTensorError| {
         std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
     };
     let views = vec![
+        (
+            "audio",
+            TensorView::new(Dtype::I16, vec![segment.audio.len()], &audio).map_err(invalid)?,
+        ),
+        (
+            "f0",
+            TensorView::new(Dtype::F32, vec![segment.f0.len()], &f0).map_err(invalid)?,
+        ),
         (
             "mel",
             TensorView::new(Dtype::F32, vec![80, segment.mel_frames], &mel).map_err(invalid)?,
@@ -143,7 +161,20 @@ pub fn read_segment(path: &Path) -> Result<Segment, String> {
         .tensor("speech_tokens")
         .map_err(|e| bad(e.to_string()))?;
     let mel = tensors.tensor("mel").map_err(|e| bad(e.to_string()))?;
+    let audio = tensors.tensor("audio").map_err(|e| bad(e.to_string()))?;
+    let f0 = tensors.tensor("f0").map_err(|e| bad(e.to_string()))?;
+    let floats = |data: &[u8]| -> Vec<f32> {
+        data.chunks_exact(4)
+            .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+            .collect()
+    };
     Ok(Segment {
+        audio: audio
+            .data()
+            .chunks_exact(2)
+            .map(|b| i16::from_le_bytes(b.try_into().expect("2 bytes")) as f32 / 32767.0)
+            .collect(),
+        f0: floats(f0.data()),
         meta,
         speech_tokens: tokens
             .data()

@@ -1,6 +1,7 @@
 //! Data: manifests, the quality scan that decides which utterances are used, and its reports.
 
 pub mod cache;
+pub mod decoder_data;
 pub mod manifest;
 pub mod prompt;
 pub mod samples;

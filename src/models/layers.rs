@@ -510,6 +510,13 @@ pub fn conv1d<B: Backend>(
     let out_len = (time - span) / stride + 1;
     let cols = if kernel == 1 && stride == 1 {
         x
+    } else if dilation == 1 && kernel > out_len {
+        // Few long windows (the STFTs of the losses and discriminators): one unfold instead of
+        // `kernel` slices, whose backward passes would each touch the whole input.
+        x.slice([0..batch, 0..input, 0..(out_len - 1) * stride + kernel])
+            .unfold::<4, usize>(2, kernel, stride)
+            .swap_dims(2, 3)
+            .reshape([batch, input * kernel, out_len])
     } else {
         let taps: Vec<Tensor<B, 3>> = (0..kernel)
             .map(|j| {

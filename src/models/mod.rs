@@ -1,5 +1,6 @@
 //! Model definitions. Each file mirrors its reference module tree.
 
+pub mod decoder;
 pub mod decoder_config;
 pub mod flow;
 pub mod glm4;

@@ -15,12 +15,17 @@ pub fn named_param<B: Backend, const D: usize>(
     name: &str,
     tensor: Tensor<B, D>,
 ) -> Param<Tensor<B, D>> {
+    Param::initialized(param_id(name), tensor.require_grad())
+}
+
+/// The id `named_param` gives a parameter of this name (FNV-1a of the name).
+pub fn param_id(name: &str) -> ParamId {
     let mut hash = 0xcbf29ce484222325u64;
     for byte in name.bytes() {
         hash ^= byte as u64;
         hash = hash.wrapping_mul(0x100000001b3);
     }
-    Param::initialized(ParamId::from(hash), tensor.require_grad())
+    ParamId::from(hash)
 }
 
 /// A parameter's name, id and element count.

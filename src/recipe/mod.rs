@@ -119,6 +119,12 @@ pub struct LmConfig {
 pub struct DecoderPartConfig {
     /// Batches are filled up to this many mel frames in total.
     pub max_frames_per_batch: usize,
+    /// HiFT only: the vocoder trains on random crops of this many mel frames (x256 samples).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment_frames: Option<usize>,
+    /// HiFT only: the discriminators' base width (32 = HiFi-GAN's and UnivNet's sizes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discriminator_channels: Option<usize>,
     #[serde(flatten)]
     pub train: TrainingConfig,
 }
@@ -568,6 +574,7 @@ fn read_decoder_part(
     warmup_steps: usize,
     clip: f64,
     accumulation: usize,
+    vocoder: bool,
 ) -> DecoderPartConfig {
     let defaults = TrainingDefaults {
         optimizer: OptimizerKind::Adam,
@@ -582,9 +589,17 @@ fn read_decoder_part(
     };
     let part = DecoderPartConfig {
         max_frames_per_batch: s.or("max_frames_per_batch", 2000usize),
+        segment_frames: vocoder.then(|| s.or("segment_frames", 32usize)),
+        discriminator_channels: vocoder.then(|| s.or("discriminator_channels", 32usize)),
         train: TrainingConfig::read(s, &defaults),
     };
     s.at_least("max_frames_per_batch", part.max_frames_per_batch, 1);
+    if let Some(n) = part.segment_frames {
+        s.at_least("segment_frames", n, 8);
+    }
+    if let Some(n) = part.discriminator_channels {
+        s.at_least("discriminator_channels", n, 1);
+    }
     s.finish();
     part
 }
@@ -625,8 +640,9 @@ fn read_decoder(s: &Section, template: bool, paths: PathCheck) -> DecoderConfig 
         2500,
         5.0,
         2,
+        false,
     );
-    let hift = read_decoder_part(&s.section("hift"), 2e-4, ScheduleKind::Constant, 0, 5.0, 1);
+    let hift = read_decoder_part(&s.section("hift"), 2e-4, ScheduleKind::Constant, 0, 5.0, 1, true);
     s.finish();
     DecoderConfig {
         config,

@@ -16,6 +16,8 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use serde::Deserialize;
 
 use super::checkpoints::Checkpoints;
+use super::grads::{grad_norm, scale_grads};
+use super::resume::{check_resumable, ResumeSection};
 use super::metrics::MetricsLog;
 use super::schedule::learning_rate;
 use crate::data::cache::stable_hash;
@@ -112,129 +114,6 @@ fn fault_steps(var: &str) -> Vec<usize> {
     std::env::var(var)
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_default()
-}
-
-/// Settings that must match for a checkpoint to be resumed (the rest may change).
-fn resume_identity(recipe: &Recipe) -> serde_json::Value {
-    let mut lm = serde_json::to_value(&recipe.lm).expect("recipes serialize");
-    for key in [
-        "checkpoint_every",
-        "keep_last_n",
-        "eval_every",
-        "log_every",
-        "max_nonfinite_steps",
-        "optimizer",
-        "schedule",
-    ] {
-        lm.as_object_mut().expect("lm is a mapping").remove(key);
-    }
-    serde_json::json!({
-        "seed": recipe.seed,
-        "character": recipe.character.as_ref().map(|c| c.file.display().to_string()),
-        "data": serde_json::to_value(&recipe.data).expect("recipes serialize"),
-        "lm": lm,
-    })
-}
-
-fn flatten(
-    prefix: &str,
-    value: &serde_json::Value,
-    out: &mut std::collections::BTreeMap<String, String>,
-) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (k, v) in map {
-                flatten(
-                    &if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    },
-                    v,
-                    out,
-                );
-            }
-        }
-        other => {
-            out.insert(prefix.to_string(), other.to_string());
-        }
-    }
-}
-
-/// Refuses a checkpoint made with different model or data settings, listing the differences;
-/// changed optimizer or schedule settings are allowed with a warning.
-fn check_resumable(current: &Recipe, checkpoint_recipe: &Path) -> Result<(), String> {
-    let saved = Recipe::load(checkpoint_recipe, &[], crate::recipe::PathCheck::Lenient)
-        .map_err(|e| {
-            format!(
-                "cannot read the checkpoint's recipe {}: {e}",
-                checkpoint_recipe.display()
-            )
-        })?
-        .recipe;
-    let (mut a, mut b) = (Default::default(), Default::default());
-    flatten("", &resume_identity(&saved), &mut a);
-    flatten("", &resume_identity(current), &mut b);
-    let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let diffs: Vec<String> = keys
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| {
-            format!(
-                "  {k}: checkpoint {} / now {}",
-                a.get(k).map_or("-", String::as_str),
-                b.get(k).map_or("-", String::as_str)
-            )
-        })
-        .collect();
-    if !diffs.is_empty() {
-        return Err(format!(
-            "cannot resume from {}: the recipe's model or data settings differ from the checkpoint's:\n{}\n\
-             (start a new run with another output_dir, or restore these settings)",
-            checkpoint_recipe.parent().unwrap_or(checkpoint_recipe).display(),
-            diffs.join("\n")
-        ));
-    }
-    if saved.lm.train.optimizer != current.lm.train.optimizer
-        || saved.lm.train.schedule != current.lm.train.schedule
-    {
-        tracing::warn!("resuming with changed optimizer or schedule settings; the loss curve will not match an uninterrupted run");
-    }
-    Ok(())
-}
-
-/// Global L2 norm of the gradients of `params` (1-D and 2-D parameters).
-fn grad_norm<B: AutodiffBackend>(
-    grads: &GradientsParams,
-    params: &[crate::models::params::NamedParam],
-) -> f64 {
-    let mut total = 0.0f64;
-    for p in params.iter().filter(|p| p.trainable) {
-        let squares = if let Some(g) = grads.get::<B::InnerBackend, 2>(p.id) {
-            g.powi_scalar(2).sum().into_scalar()
-        } else if let Some(g) = grads.get::<B::InnerBackend, 1>(p.id) {
-            g.powi_scalar(2).sum().into_scalar()
-        } else {
-            continue;
-        };
-        total += burn::tensor::ElementConversion::elem::<f64>(squares);
-    }
-    total.sqrt()
-}
-
-/// Multiplies every gradient by `factor`.
-fn scale_grads<B: AutodiffBackend>(
-    grads: &mut GradientsParams,
-    params: &[crate::models::params::NamedParam],
-    factor: f64,
-) {
-    for p in params.iter().filter(|p| p.trainable) {
-        if let Some(g) = grads.remove::<B::InnerBackend, 2>(p.id) {
-            grads.register(p.id, g * factor);
-        } else if let Some(g) = grads.remove::<B::InnerBackend, 1>(p.id) {
-            grads.register(p.id, g * factor);
-        }
-    }
 }
 
 fn mean_loss<B: Backend>(
@@ -360,7 +239,7 @@ pub fn train_lm<B: AutodiffBackend>(
             if !dir.join(super::checkpoints::COMPLETE_MARKER).is_file() {
                 return Err(format!("{} is not a complete checkpoint", dir.display()));
             }
-            check_resumable(recipe, &dir.join("recipe.resolved.yaml"))?;
+            check_resumable(recipe, &dir.join("recipe.resolved.yaml"), ResumeSection::Lm)?;
             let model = match lm.finetune {
                 FinetuneMode::Lora => {
                     let (mut model, _) = load_model::<B>(base_dir, device)?;

@@ -2,7 +2,12 @@
 //! atomic writes and pruning, and the metrics log.
 
 pub mod checkpoints;
+pub mod decoder;
+pub mod flow;
+pub mod grads;
 pub mod lm;
 pub mod metrics;
 pub mod plot;
+pub mod resume;
+pub mod vocoder;
 pub mod schedule;

@@ -5,6 +5,7 @@
 //! `conv_post`; weight-normed layers hold `weight_g` / `weight_v`. Facts:
 //! ../shared/reference/glm-4-voice.md section 5.
 
+pub mod discriminators;
 pub mod source;
 pub mod stft;
 

@@ -1,0 +1,132 @@
+//! `arp-train synth`: speech codes -> 22.05 kHz WAV through a GLM-4-Voice-Decoder directory
+//! (flow: Euler steps on the cosine schedule with the configured CFG rate, zero speaker
+//! embedding; then HiFT).
+
+use std::path::{Path, PathBuf};
+
+use burn::tensor::backend::Backend;
+
+use super::Exit;
+use crate::audio::{wav, Audio};
+use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
+use crate::models::decoder::{load_flow, load_hift, read_config, CONFIG_FILE};
+use crate::rng::Rng;
+use crate::train::vocoder::vocode;
+
+#[derive(clap::Args, Debug)]
+pub struct SynthArgs {
+    /// A GLM-4-Voice-Decoder directory (config.yaml, flow.safetensors, hift.safetensors).
+    #[arg(long, value_name = "DIR")]
+    pub decoder: PathBuf,
+    /// Speech codes: `generate --codes-out` JSON, or whitespace/comma-separated integers or
+    /// `<|audio_N|>` tokens.
+    #[arg(long, value_name = "FILE", conflicts_with = "tokens")]
+    pub codes: Option<PathBuf>,
+    /// Speech codes given inline (same forms as the file).
+    #[arg(long)]
+    pub tokens: Option<String>,
+    #[arg(long, value_name = "WAV")]
+    pub out: PathBuf,
+    /// Euler steps of the flow (GLM-4-Voice uses 10).
+    #[arg(long, default_value_t = 10)]
+    pub steps: usize,
+    /// Seed of the flow's starting noise and the source's noise.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// Parses codes from any of the accepted forms.
+pub fn parse_codes(text: &str) -> Result<Vec<u32>, String> {
+    if let Ok(value) = serde_json::from_str::<serde_json::Value>(text) {
+        let list = value.get("codes").cloned().unwrap_or(value);
+        if let Some(items) = list.as_array() {
+            return items
+                .iter()
+                .map(|v| v.as_u64().map(|n| n as u32).ok_or_else(|| format!("not a speech code: {v}")))
+                .collect();
+        }
+    }
+    text.split(|c: char| c.is_whitespace() || c == ',' || c == '[' || c == ']')
+        .filter(|s| !s.is_empty())
+        .flat_map(|s| {
+            // `<|audio_12|><|audio_7|>` may come without separators.
+            s.split("<|").filter(|p| !p.is_empty()).map(|p| p.trim_end_matches("|>").to_string()).collect::<Vec<_>>()
+        })
+        .map(|s| {
+            let n = s.strip_prefix("audio_").unwrap_or(&s);
+            n.parse::<u32>().map_err(|_| format!("not a speech code: {s:?}"))
+        })
+        .collect()
+}
+
+struct Synth<'a> {
+    dir: &'a Path,
+    codes: &'a [u32],
+    steps: usize,
+    seed: u64,
+}
+
+impl BackendTask for Synth<'_> {
+    type Output = Result<Vec<f32>, String>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let config = read_config(&self.dir.join(CONFIG_FILE))?;
+        if let Some(&bad) = self.codes.iter().find(|&&c| c as usize >= config.flow.vocab_size) {
+            return Err(format!("speech code {bad} is outside the decoder's vocabulary of {}", config.flow.vocab_size));
+        }
+        let flow = load_flow::<B>(self.dir, &config, &device)?.model;
+        let hift = load_hift::<B>(self.dir, &config, &device)?.model;
+        let mel = flow.synthesize(self.codes, self.steps, self.seed, &device);
+        let mut rng = Rng::new(self.seed ^ 0x50_55_52_43_45);
+        let (wave, _) = vocode(&hift, &config.hift, mel, &mut rng);
+        Ok(crate::models::to_host_f32(wave))
+    }
+}
+
+pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
+    let text = match (&args.codes, &args.tokens) {
+        (Some(file), None) => match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(e) => return Exit::Usage(format!("cannot read {}: {e}", file.display())),
+        },
+        (None, Some(tokens)) => tokens.clone(),
+        _ => return Exit::Usage("give --codes FILE or --tokens \"...\"".into()),
+    };
+    let codes = match parse_codes(&text) {
+        Ok(codes) if !codes.is_empty() => codes,
+        Ok(_) => return Exit::Usage("no speech codes given".into()),
+        Err(e) => return Exit::Usage(format!("{}: {e}", args.codes.as_deref().unwrap_or(Path::new("--tokens")).display())),
+    };
+    if args.steps == 0 {
+        return Exit::Usage("--steps must be at least 1".into());
+    }
+    let (device, _) = match backend::resolve(device.unwrap_or(DeviceSpec::Auto), Dtype::Fp32) {
+        Ok(resolved) => resolved,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    let task = Synth { dir: &args.decoder, codes: &codes, steps: args.steps, seed: args.seed };
+    let samples = match backend::run_on(device, Dtype::Fp32, task) {
+        Ok(Ok(samples)) => samples,
+        Ok(Err(e)) => return Exit::Failed(e),
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    let audio = Audio { samples, rate: 22_050 };
+    if let Err(e) = wav::write_mono_i16(&args.out, &audio) {
+        return Exit::Failed(format!("cannot write {}: {e}", args.out.display()));
+    }
+    println!("{}: {} codes -> {:.2} s at 22050 Hz", args.out.display(), codes.len(), audio.seconds());
+    Exit::Ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_codes;
+
+    #[test]
+    fn codes_in_every_accepted_form() {
+        assert_eq!(parse_codes("1 2, 3").unwrap(), [1, 2, 3]);
+        assert_eq!(parse_codes("<|audio_4|><|audio_5|> <|audio_6|>").unwrap(), [4, 5, 6]);
+        assert_eq!(parse_codes(r#"{"text": "hi", "codes": [7, 8]}"#).unwrap(), [7, 8]);
+        assert_eq!(parse_codes("[9, 10]").unwrap(), [9, 10]);
+        assert!(parse_codes("1 x 3").is_err());
+    }
+}

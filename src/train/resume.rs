@@ -1,0 +1,130 @@
+//! Whether a checkpoint may be resumed with the current recipe: model and data settings of the
+//! stage must match (listed when they do not); cadence, optimizer and schedule may change.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use crate::recipe::Recipe;
+
+/// The recipe section a stage's checkpoints depend on.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResumeSection {
+    Lm,
+    /// Stage two's flow: `decoder.config`, `decoder.init` and `decoder.flow`.
+    Flow,
+    /// Stage two's vocoder: `decoder.config`, `decoder.init` and `decoder.hift`.
+    Hift,
+}
+
+/// Keys that may differ between a checkpoint and its resumption.
+const FREE_KEYS: [&str; 7] = [
+    "checkpoint_every",
+    "keep_last_n",
+    "eval_every",
+    "log_every",
+    "max_nonfinite_steps",
+    "optimizer",
+    "schedule",
+];
+
+fn strip(value: &mut serde_json::Value) {
+    if let Some(map) = value.as_object_mut() {
+        for key in FREE_KEYS {
+            map.remove(key);
+        }
+    }
+}
+
+fn identity(recipe: &Recipe, section: ResumeSection) -> serde_json::Value {
+    let stage = match section {
+        ResumeSection::Lm => {
+            let mut lm = serde_json::to_value(&recipe.lm).expect("recipes serialize");
+            strip(&mut lm);
+            lm
+        }
+        ResumeSection::Flow | ResumeSection::Hift => {
+            let (keep, drop) = if section == ResumeSection::Flow { ("flow", "hift") } else { ("hift", "flow") };
+            let mut decoder = serde_json::to_value(&recipe.decoder).expect("recipes serialize");
+            if let Some(map) = decoder.as_object_mut() {
+                map.remove(drop);
+                if let Some(part) = map.get_mut(keep) {
+                    strip(part);
+                }
+            }
+            decoder
+        }
+    };
+    serde_json::json!({
+        "seed": recipe.seed,
+        "character": recipe.character.as_ref().map(|c| c.file.display().to_string()),
+        "data": serde_json::to_value(&recipe.data).expect("recipes serialize"),
+        "stage": stage,
+    })
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        other => {
+            out.insert(prefix.to_string(), other.to_string());
+        }
+    }
+}
+
+/// Refuses a checkpoint made with different model or data settings, listing the differences;
+/// changed optimizer or schedule settings are allowed with a warning.
+pub fn check_resumable(current: &Recipe, checkpoint_recipe: &Path, section: ResumeSection) -> Result<(), String> {
+    let saved = Recipe::load(checkpoint_recipe, &[], crate::recipe::PathCheck::Lenient)
+        .map_err(|e| format!("cannot read the checkpoint's recipe {}: {e}", checkpoint_recipe.display()))?
+        .recipe;
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    flatten("", &identity(&saved, section), &mut a);
+    flatten("", &identity(current, section), &mut b);
+    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+    let name = |k: &str| match section {
+        ResumeSection::Lm => k.replacen("stage.", "lm.", 1),
+        ResumeSection::Flow | ResumeSection::Hift => k.replacen("stage.", "decoder.", 1),
+    };
+    let diffs: Vec<String> = keys
+        .into_iter()
+        .filter(|k| a.get(*k) != b.get(*k))
+        .map(|k| {
+            format!(
+                "  {}: checkpoint {} / now {}",
+                name(k),
+                a.get(k).map_or("-", String::as_str),
+                b.get(k).map_or("-", String::as_str)
+            )
+        })
+        .collect();
+    if !diffs.is_empty() {
+        return Err(format!(
+            "cannot resume from {}: the recipe's model or data settings differ from the checkpoint's:\n{}\n\
+             (start a new run with another output_dir, or restore these settings)",
+            checkpoint_recipe.parent().unwrap_or(checkpoint_recipe).display(),
+            diffs.join("\n")
+        ));
+    }
+    let changed = match section {
+        ResumeSection::Lm => {
+            saved.lm.train.optimizer != current.lm.train.optimizer || saved.lm.train.schedule != current.lm.train.schedule
+        }
+        ResumeSection::Flow => {
+            saved.decoder.flow.train.optimizer != current.decoder.flow.train.optimizer
+                || saved.decoder.flow.train.schedule != current.decoder.flow.train.schedule
+        }
+        ResumeSection::Hift => {
+            saved.decoder.hift.train.optimizer != current.decoder.hift.train.optimizer
+                || saved.decoder.hift.train.schedule != current.decoder.hift.train.schedule
+        }
+    };
+    if changed {
+        tracing::warn!("resuming with changed optimizer or schedule settings; the loss curve will not match an uninterrupted run");
+    }
+    Ok(())
+}

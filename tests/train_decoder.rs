@@ -1,0 +1,165 @@
+//! Stage-two training on the tiny recipe (stage one frozen): exact resume after SIGKILL in the
+//! flow and after a crash while a vocoder checkpoint is written, the non-finite guards of both
+//! parts, and `synth` on the trained decoder.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{repo, text};
+
+fn prepared_cache(dir: &Path) -> PathBuf {
+    let cache = dir.join("cache");
+    let out = crate::common::arp_train(
+        &repo(),
+        &["prepare", "--recipe", "recipes/tiny.yaml", "--set", &format!("data.cache_dir={}", cache.display())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    cache
+}
+
+fn args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec!["--recipe".into(), "recipes/tiny.yaml".into(), "--output".into(), output.display().to_string()];
+    for set in [
+        format!("data.cache_dir={}", cache.display()),
+        "freeze=[lm]".into(),
+        "decoder.flow.steps=12".into(),
+        "decoder.flow.checkpoint_every=4".into(),
+        "decoder.hift.steps=6".into(),
+        "decoder.hift.checkpoint_every=2".into(),
+        "decoder.hift.max_frames_per_batch=32".into(),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+fn run(output: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
+    cmd.args(args(output, cache, extra)).current_dir(repo());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// Every logged step of a part: (step, loss, grad_norm).
+fn curve(output: &Path, part: &str) -> Vec<(u64, f64, f64)> {
+    std::fs::read_to_string(output.join(format!("decoder/{part}/metrics.jsonl")))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["loss"].is_number())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap(), v["grad_norm"].as_f64().unwrap()))
+        .collect()
+}
+
+fn weights(output: &Path) -> (Vec<u8>, Vec<u8>) {
+    let dir = output.join("decoder/model");
+    (std::fs::read(dir.join("flow.safetensors")).unwrap(), std::fs::read(dir.join("hift.safetensors")).unwrap())
+}
+
+#[test]
+fn resumed_decoder_runs_match_an_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepared_cache(dir.path());
+    let straight = dir.path().join("straight");
+    let out = run(&straight, &cache, &[], &[]);
+    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    let (flow, hift) = (curve(&straight, "flow"), curve(&straight, "hift"));
+    assert_eq!((flow.len(), hift.len()), (12, 6));
+    let reference = weights(&straight);
+
+    // SIGKILL in the flow part after its first checkpoint, then --resume.
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(args(&killed, &cache, &[]))
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !killed.join("decoder/flow/step-000004/complete").exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the run must be killed mid-way");
+    assert!(!killed.join("decoder/model").exists());
+    let out = run(&killed, &cache, &["--resume"], &[]);
+    assert!(text(&out.stderr).contains("resuming the decoder flow"), "{}", text(&out.stderr));
+    assert_eq!(curve(&killed, "flow"), flow, "flow loss and gradient norm of every step");
+    assert_eq!(curve(&killed, "hift"), hift);
+    assert!(weights(&killed) == reference, "identical decoder weights");
+
+    // A crash while the vocoder's step-4 checkpoint is written: resume falls back to step 2.
+    let crashed = dir.path().join("crashed");
+    let out = run(&crashed, &cache, &[], &[("ARP_FAULT_HIFT_ABORT_IN_CHECKPOINT", "4")]);
+    assert!(!out.status.success());
+    assert!(!crashed.join("decoder/hift/step-000004").exists());
+    let out = run(&crashed, &cache, &["--resume"], &[]);
+    let stderr = text(&out.stderr);
+    assert!(stderr.contains("resuming the decoder vocoder") && stderr.contains("step-000002"), "{stderr}");
+    assert_eq!(curve(&crashed, "hift"), hift);
+    assert!(weights(&crashed) == reference, "identical decoder weights");
+
+    // A finished run resumed again trains nothing and writes the same decoder.
+    let out = run(&straight, &cache, &["--resume"], &[]);
+    assert!(text(&out.stdout).contains("already trained (12 steps)"), "{}", text(&out.stdout));
+    assert!(weights(&straight) == reference);
+
+    // Without --resume, an earlier run is never overwritten.
+    let out = run(&straight, &cache, &[], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("pass --resume"), "{}", text(&out.stderr));
+
+    // synth on the trained decoder: a 22.05 kHz WAV of the length the codes imply.
+    let wav = dir.path().join("out.wav");
+    let out = crate::common::arp_train(
+        &repo(),
+        &[
+            "synth",
+            "--decoder",
+            &straight.join("decoder/model").display().to_string(),
+            "--tokens",
+            "<|audio_12|> <|audio_3000|> 77 1024 9 9 9 400 12 13 14 15 16",
+            "--out",
+            &wav.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().sample_rate, 22050);
+    // 13 tokens at 12.5 Hz = 1.04 s = 89 mel frames = 22784 samples.
+    assert_eq!(reader.len(), 89 * 256);
+}
+
+#[test]
+fn non_finite_decoder_steps_are_skipped_and_too_many_stop_the_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepared_cache(dir.path());
+    let once = dir.path().join("once");
+    let out = run(&once, &cache, &[], &[("ARP_FAULT_FLOW_NAN_STEPS", "2")]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("; 1 skipped"), "{}", text(&out.stdout));
+    assert_eq!(curve(&once, "flow").len(), 11, "the skipped step logs no loss");
+
+    let stopped = dir.path().join("stopped");
+    let out = run(
+        &stopped,
+        &cache,
+        &["--set", "decoder.hift.max_nonfinite_steps=3"],
+        &[("ARP_FAULT_HIFT_NAN_STEPS", "2,3,4")],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("3 consecutive decoder vocoder steps had a non-finite loss") && stderr.contains("last good weights"),
+        "{stderr}"
+    );
+    assert!(stopped.join("decoder/hift/step-000004/complete").exists(), "the last good state is saved");
+}
