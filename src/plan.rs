@@ -47,6 +47,28 @@ fn steps(train: &TrainingConfig, batches_per_epoch: usize) -> (usize, usize) {
 }
 
 /// Utterances held out for evaluation out of `n`.
+/// Parameter counts of the flow and HiFT a decoder config describes (built as placeholders,
+/// nothing allocated).
+pub fn decoder_parameters(c: &DecoderModelConfig) -> Option<(usize, usize)> {
+    #[cfg(feature = "cpu")]
+    {
+        use crate::models::layers::Builder;
+        type B = burn::backend::NdArray<f32>;
+        let device = Default::default();
+        let b = Builder::<B>::counting(&device);
+        crate::models::flow::Flow::new(&b, &c.flow).ok()?;
+        let flow = b.counted();
+        let b = Builder::<B>::counting(&device);
+        crate::models::hift::Hift::new(&b, &c.hift).ok()?;
+        Some((flow, b.counted()))
+    }
+    #[cfg(not(feature = "cpu"))]
+    {
+        let _ = c;
+        None
+    }
+}
+
 pub fn validation_count(n: usize, fraction: f64, min_items: usize) -> usize {
     if n < 2 {
         return 0;
@@ -142,7 +164,15 @@ impl Plan {
             .config
             .as_ref()
             .and_then(|path| DecoderModelConfig::from_file(path).ok())
-            .map(|c| c.summary());
+            .map(|c| match decoder_parameters(&c) {
+                Some((flow, hift)) => format!(
+                    "{}\ndecoder parameters: flow {}, hift {} (trained from scratch)",
+                    c.summary(),
+                    human(flow as u64),
+                    human(hift as u64)
+                ),
+                None => c.summary(),
+            });
         Plan {
             lm_memory,
             decoder_summary,
@@ -337,6 +367,17 @@ impl MemoryEstimate {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn real_decoder_sizes_match_the_published_ones() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/glm-4-voice-decoder/config.yaml");
+        let config = DecoderModelConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let (flow, hift) = super::decoder_parameters(&config).unwrap();
+        println!("flow {flow}, hift {hift}");
+        // ../shared/reference/glm-4-voice.md: flow ~111 M, HiFT ~20 M parameters.
+        assert!((105_000_000..118_000_000).contains(&flow), "{flow}");
+        assert!((18_000_000..23_000_000).contains(&hift), "{hift}");
+    }
 
     #[test]
     fn real_9b_lora_fits_one_80_gb_gpu() {

@@ -157,7 +157,7 @@ pub fn run(args: RunArgs) -> Exit {
         };
         match backend::run_on(device, crate::backend::Dtype::Fp32, TrainDecoder { recipe: &recipe, stage_dir: &stage_dir, resume: &resume }) {
             Ok(Ok(r)) => {
-                let curve = |p: &crate::train::flow::PartReport| {
+                let curve = |p: &crate::train::part::PartReport| {
                     let first = p.losses.first().copied().unwrap_or(f64::NAN);
                     let tail = &p.losses[p.losses.len().saturating_sub(5)..];
                     let last = tail.iter().sum::<f64>() / tail.len().max(1) as f64;

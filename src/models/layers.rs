@@ -34,6 +34,8 @@ impl Fill {
 enum Source<'a> {
     Checkpoint(&'a dyn TensorSource),
     Random(RefCell<Rng>),
+    /// Shapes only: every tensor is a placeholder of one element; the real sizes are summed.
+    Count(std::cell::Cell<usize>),
 }
 
 /// Creates named parameters; records every name so a model can be saved under the same names.
@@ -62,6 +64,24 @@ impl<'a, B: Backend> Builder<'a, B> {
         }
     }
 
+    /// Counts parameters without allocating them (placeholder tensors of one element): build a
+    /// model, then read `counted()`.
+    pub fn counting(device: &B::Device) -> Self {
+        Builder {
+            source: Source::Count(std::cell::Cell::new(0)),
+            device: device.clone(),
+            names: RefCell::default(),
+        }
+    }
+
+    /// Parameters counted by a `counting` builder.
+    pub fn counted(&self) -> usize {
+        match &self.source {
+            Source::Count(n) => n.get(),
+            _ => 0,
+        }
+    }
+
     /// The names of every parameter created so far, in creation order.
     pub fn into_names(self) -> Vec<String> {
         self.names.into_inner()
@@ -81,6 +101,7 @@ impl<'a, B: Backend> Builder<'a, B> {
                     })
                     .collect())
             }
+            Source::Count(_) => unreachable!("counting builders make placeholders"),
         }
     }
 
@@ -90,6 +111,10 @@ impl<'a, B: Backend> Builder<'a, B> {
         shape: [usize; D],
         fill: Fill,
     ) -> Result<Tensor<B, D>, TensorError> {
+        if let Source::Count(n) = &self.source {
+            n.set(n.get() + shape.iter().product::<usize>());
+            return Ok(Tensor::zeros([1; D], &self.device));
+        }
         let values = self.values(name, &shape, fill)?;
         Ok(Tensor::from_data(TensorData::new(values, shape), &self.device))
     }
@@ -108,7 +133,7 @@ impl<'a, B: Backend> Builder<'a, B> {
     fn has(&self, name: &str) -> bool {
         match &self.source {
             Source::Checkpoint(store) => store.contains(name),
-            Source::Random(_) => false,
+            Source::Random(_) | Source::Count(_) => false,
         }
     }
 
@@ -125,11 +150,11 @@ impl<'a, B: Backend> Builder<'a, B> {
         let mut g_shape = [1; D];
         g_shape[0] = shape[0];
         let (g_name, v_name) = (format!("{name}.weight_g"), format!("{name}.weight_v"));
-        let (g, v) = if self.has(&g_name) || matches!(self.source, Source::Random(_)) {
+        let (g, v) = if self.has(&g_name) || matches!(self.source, Source::Random(_) | Source::Count(_)) {
             let v = self.tensor(&v_name, shape, fill)?;
             let g = match &self.source {
                 Source::Random(_) => norm_except_first(v.clone()),
-                Source::Checkpoint(_) => self.tensor(&g_name, g_shape, fill)?,
+                _ => self.tensor(&g_name, g_shape, fill)?,
             };
             (g, v)
         } else if self.has(&format!("{name}.parametrizations.weight.original0")) {

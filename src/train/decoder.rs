@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::AutodiffBackend;
 
-use super::flow::{train_flow, PartReport};
+use super::flow::train_flow;
+use super::part::PartReport;
 use super::lm::Resume;
 use super::vocoder::train_vocoder;
 use crate::data::decoder_data::DecoderData;

@@ -13,12 +13,12 @@ use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer}
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use super::checkpoints::{Checkpoints, COMPLETE_MARKER};
 use super::grads::clip;
 use super::lm::Resume;
 use super::metrics::MetricsLog;
+use super::part::{fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport, PartState};
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
 use crate::checkpoint::named::save_named;
@@ -30,82 +30,12 @@ use crate::models::flow::Flow;
 use crate::models::layers::{length_mask, Builder};
 use crate::models::params::named_params;
 use crate::progress;
-use crate::recipe::training::{Length, TrainingConfig};
-use crate::recipe::{DecoderPartConfig, Recipe};
+use crate::recipe::Recipe;
 use crate::rng::Rng;
 
 /// Random streams (so flow, vocoder and evaluation draws never coincide).
 pub const FLOW_STREAM: u64 = 1;
 pub const EVAL_STREAM: u64 = 99;
-
-/// Where a part's run stands, saved in every checkpoint (`trainer_state.json`).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default)]
-pub struct PartState {
-    pub step: usize,
-    pub epoch: usize,
-    /// Index of the next batch group of `epoch`.
-    pub next_group: usize,
-    pub skipped_steps: usize,
-    pub consecutive_bad: usize,
-    pub losses: Vec<f64>,
-    pub eval_losses: Vec<(usize, f64)>,
-}
-
-/// What a finished part reports.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PartReport {
-    pub steps: usize,
-    pub losses: Vec<f64>,
-    pub eval_losses: Vec<(usize, f64)>,
-    pub skipped_steps: usize,
-    pub wall_seconds: f64,
-    /// True when the part was already finished and only loaded.
-    pub already_done: bool,
-}
-
-/// `ARP_FAULT_<PART>_NAN_STEPS=3,4`, `ARP_FAULT_<PART>_ABORT_IN_CHECKPOINT=8` (test hooks).
-pub fn fault_steps(var: &str) -> Vec<usize> {
-    std::env::var(var)
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_default()
-}
-
-pub fn total_steps(train: &TrainingConfig, batches_per_epoch: usize) -> usize {
-    match train.length {
-        Length::Steps(n) => n,
-        Length::Epochs(e) => e * batches_per_epoch.div_ceil(train.gradient_accumulation).max(1),
-    }
-}
-
-/// Opens a part's checkpoint directory and decides what to start from.
-pub fn starting_point(stage_dir: &Path, part: &DecoderPartConfig, resume: &Resume, label: &str) -> Result<(Checkpoints, Option<std::path::PathBuf>), String> {
-    let checkpoints = Checkpoints::open(stage_dir, part.train.keep_last_n).map_err(|e| format!("{}: {e}", stage_dir.display()))?;
-    let from = match resume {
-        Resume::No => {
-            if let Some((step, _)) = checkpoints.latest() {
-                return Err(format!(
-                    "{} already holds {label} checkpoints of an earlier run (up to step {step}): pass --resume to continue it, \
-                     or choose another output directory (nothing was overwritten)",
-                    stage_dir.display()
-                ));
-            }
-            None
-        }
-        Resume::Latest => checkpoints.latest().map(|(_, dir)| dir),
-        Resume::From(dir) => Some(dir.clone()),
-    };
-    if let Some(dir) = &from {
-        if !dir.join(COMPLETE_MARKER).is_file() {
-            return Err(format!("{} is not a complete checkpoint", dir.display()));
-        }
-    }
-    Ok((checkpoints, from))
-}
-
-pub fn read_state(dir: &Path) -> Result<PartState, String> {
-    let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| format!("{}: {e}", dir.display()))?;
-    serde_json::from_str(&text).map_err(|e| format!("{}: trainer_state.json: {e}", dir.display()))
-}
 
 /// One training batch of the flow with its random draws.
 struct FlowBatch<B: Backend> {
@@ -275,12 +205,7 @@ pub fn train_flow<B: AutodiffBackend>(
             eval_flow(&model.valid(), &data.validation, part.max_frames_per_batch, recipe.seed, cfg_rate, device)
         })
     };
-    if state.step == 0 {
-        if let Some(loss) = eval(&model) {
-            report.eval_losses.push((0, loss));
-            log.write(&serde_json::json!({ "step": 0, "eval_loss": loss })).map_err(log_error)?;
-        }
-    }
+    initial_eval(&state, &mut report, &mut log, || eval(&model))?;
     let bar = progress::bar(total as u64, "decoder flow");
     bar.set_position(state.step as u64);
     let (mut step, mut epoch, mut first_group) = (state.step, state.epoch, state.next_group);
@@ -376,10 +301,6 @@ pub fn train_flow<B: AutodiffBackend>(
     }
     bar.finish_and_clear();
     report.steps = step;
-    let curve: Vec<(usize, f64)> = report.losses.iter().enumerate().map(|(i, l)| (i + 1, *l)).collect();
-    let plot = stage_dir.join("loss.svg");
-    super::plot::write_loss_svg(&plot, "stage two: flow", &curve, &report.eval_losses)
-        .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;
-    report.wall_seconds = started.elapsed().as_secs_f64();
+    finish(&mut report, stage_dir, "stage two: flow", started)?;
     Ok((Named { model, names }, report))
 }

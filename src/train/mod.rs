@@ -7,6 +7,7 @@ pub mod flow;
 pub mod grads;
 pub mod lm;
 pub mod metrics;
+pub mod part;
 pub mod plot;
 pub mod resume;
 pub mod vocoder;

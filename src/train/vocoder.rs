@@ -18,7 +18,8 @@ use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::Serialize;
 
-use super::flow::{fault_steps, read_state, starting_point, total_steps, PartReport, PartState, EVAL_STREAM};
+use super::flow::EVAL_STREAM;
+use super::part::{fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport, PartState};
 use super::grads::clip;
 use super::lm::Resume;
 use super::metrics::MetricsLog;
@@ -336,12 +337,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
             .map_err(|e| format!("cannot write a checkpoint under {}: {e}", stage_dir.display()))
     };
     let eval = |hift: &Hift<B>| (!data.validation.is_empty()).then(|| eval_vocoder(&hift.valid(), c, &data.validation, &eval_mel, recipe.seed, device));
-    if state.step == 0 {
-        if let Some(loss) = eval(&hift) {
-            report.eval_losses.push((0, loss));
-            log.write(&serde_json::json!({ "step": 0, "eval_loss": loss })).map_err(log_error)?;
-        }
-    }
+    initial_eval(&state, &mut report, &mut log, || eval(&hift))?;
     let bar = progress::bar(total as u64, "decoder vocoder");
     bar.set_position(state.step as u64);
     let (mut step, mut epoch, mut first_batch) = (state.step, state.epoch, state.next_group);
@@ -482,10 +478,6 @@ pub fn train_vocoder<B: AutodiffBackend>(
     }
     bar.finish_and_clear();
     report.steps = step;
-    let curve: Vec<(usize, f64)> = report.losses.iter().enumerate().map(|(i, l)| (i + 1, *l)).collect();
-    let plot = stage_dir.join("loss.svg");
-    super::plot::write_loss_svg(&plot, "stage two: vocoder mel L1", &curve, &report.eval_losses)
-        .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;
-    report.wall_seconds = started.elapsed().as_secs_f64();
+    finish(&mut report, stage_dir, "stage two: vocoder mel L1", started)?;
     Ok((Named { model: hift, names: g_names }, report))
 }
