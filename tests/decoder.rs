@@ -229,3 +229,22 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
         check("F0 predictor from another weight-norm layout", got, r.f32("f0_pred"));
     }
 }
+
+#[test]
+fn the_real_decoder_config_builds_and_runs_at_full_size() {
+    // ../shared/reference/glm-4-voice-decoder/config.yaml with random weights of the real shape
+    // (111 M + 20 M parameters): one flow Euler step on 10 tokens and HiFT on its mel.
+    let path = repo().join("../shared/reference/glm-4-voice-decoder/config.yaml");
+    let config = DecoderModelConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let device = Default::default();
+    let flow = Flow::<B>::new(&Builder::random(1, &device), &config.flow).unwrap();
+    let hift = Hift::<B>::new(&Builder::random(2, &device), &config.hift).unwrap();
+    let tokens: Vec<u32> = (0..10).map(|i| i * 1500 + 7).collect();
+    let mel = flow.synthesize(&tokens, 1, 0, &device);
+    assert_eq!(mel.dims(), [1, 80, 68], "10 tokens at 12.5 Hz = 68 mel frames");
+    let mut rng = arp_train::rng::Rng::new(3);
+    let (wave, f0) = arp_train::train::vocoder::vocode(&hift, &config.hift, mel, &mut rng);
+    assert_eq!(wave.dims(), [1, 68 * 256]);
+    assert_eq!(f0.dims(), [1, 68]);
+    assert!(to_host_f32(wave).iter().all(|v| v.is_finite() && v.abs() <= 0.99));
+}
