@@ -14,6 +14,11 @@ impl Rng {
         Rng((z ^ (z >> 31)) | 1)
     }
 
+    /// A generator started at this raw (non-zero) state, without seeding through splitmix64.
+    pub fn from_state(state: u64) -> Self {
+        Rng(state.max(1))
+    }
+
     /// A generator for one (seed, stream, step) triple.
     pub fn for_step(seed: u64, stream: u64, step: u64) -> Self {
         Rng::new(seed ^ stream.wrapping_mul(0xD1B54A32D192ED03) ^ step.wrapping_mul(0x9E3779B97F4A7C15))

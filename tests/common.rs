@@ -49,3 +49,14 @@ pub fn dry_run_tiny(extra: &[&str]) -> String {
     assert!(out.status.success(), "{}", text(&out.stderr));
     text(&out.stdout)
 }
+
+/// `arp-train prepare` of the tiny recipe into `dir/cache` (shared by the runs of one test).
+pub fn prepared_tiny_cache(dir: &Path) -> PathBuf {
+    let cache = dir.join("cache");
+    let out = arp_train(
+        &repo(),
+        &["prepare", "--recipe", "recipes/tiny.yaml", "--set", &format!("data.cache_dir={}", cache.display())],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    cache
+}

@@ -2,21 +2,11 @@
 //! flow and after a crash while a vocoder checkpoint is written, the non-finite guards of both
 //! parts, and `synth` on the trained decoder.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{repo, text};
-
-fn prepared_cache(dir: &Path) -> PathBuf {
-    let cache = dir.join("cache");
-    let out = crate::common::arp_train(
-        &repo(),
-        &["prepare", "--recipe", "recipes/tiny.yaml", "--set", &format!("data.cache_dir={}", cache.display())],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    cache
-}
 
 fn args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = vec!["--recipe".into(), "recipes/tiny.yaml".into(), "--output".into(), output.display().to_string()];
@@ -64,7 +54,7 @@ fn weights(output: &Path) -> (Vec<u8>, Vec<u8>) {
 #[test]
 fn resumed_decoder_runs_match_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = prepared_cache(dir.path());
+    let cache = crate::common::prepared_tiny_cache(dir.path());
     let straight = dir.path().join("straight");
     let out = run(&straight, &cache, &[], &[]);
     assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
@@ -141,7 +131,7 @@ fn resumed_decoder_runs_match_an_uninterrupted_one() {
 #[test]
 fn non_finite_decoder_steps_are_skipped_and_too_many_stop_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = prepared_cache(dir.path());
+    let cache = crate::common::prepared_tiny_cache(dir.path());
     let once = dir.path().join("once");
     let out = run(&once, &cache, &[], &[("ARP_FAULT_FLOW_NAN_STEPS", "2")]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -1,28 +1,11 @@
 //! Stage-one training on the tiny recipe: exact resume after SIGKILL and after a crash while a
 //! checkpoint is written, the non-finite guard, and refusals that protect earlier runs.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{repo, text};
-
-/// A prepared tiny cache shared by the runs of one test.
-fn prepared_cache(dir: &Path) -> PathBuf {
-    let cache = dir.join("cache");
-    let out = crate::common::arp_train(
-        &repo(),
-        &[
-            "prepare",
-            "--recipe",
-            "recipes/tiny.yaml",
-            "--set",
-            &format!("data.cache_dir={}", cache.display()),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    cache
-}
 
 fn train_args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
     let mut args: Vec<String> = ["--recipe", "recipes/tiny.yaml", "--output"]
@@ -71,7 +54,7 @@ fn curve(output: &Path) -> Vec<(u64, f64, f64)> {
 #[test]
 fn resumed_runs_are_bit_identical_to_an_uninterrupted_one() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = prepared_cache(dir.path());
+    let cache = crate::common::prepared_tiny_cache(dir.path());
     let straight = dir.path().join("straight");
     let out = train(&straight, &cache, &[], &[]);
     assert!(
@@ -153,7 +136,7 @@ fn resumed_runs_are_bit_identical_to_an_uninterrupted_one() {
 #[test]
 fn non_finite_steps_are_skipped_and_too_many_stop_the_run() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = prepared_cache(dir.path());
+    let cache = crate::common::prepared_tiny_cache(dir.path());
     let once = dir.path().join("once");
     let out = train(
         &once,
@@ -196,7 +179,7 @@ fn non_finite_steps_are_skipped_and_too_many_stop_the_run() {
 #[test]
 fn earlier_runs_are_protected() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = prepared_cache(dir.path());
+    let cache = crate::common::prepared_tiny_cache(dir.path());
     let run = dir.path().join("run");
     train(&run, &cache, &["--set", "lm.steps=4"], &[]);
     let out = train(&run, &cache, &["--set", "lm.steps=4"], &[]);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
@@ -146,12 +146,7 @@ pub fn train_flow<B: AutodiffBackend>(
     let total = total_steps(train_cfg, batches_per_epoch);
     let (checkpoints, from) = starting_point(stage_dir, part, resume, "flow")?;
     let o = &train_cfg.optimizer;
-    let mut optimizer = AdamWConfig::new()
-        .with_beta_1(o.betas[0] as f32)
-        .with_beta_2(o.betas[1] as f32)
-        .with_epsilon(o.eps as f32)
-        .with_weight_decay(o.weight_decay as f32)
-        .init::<B, Flow<B>>();
+    let mut optimizer = super::adamw(o).init::<B, Flow<B>>();
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let mut state = PartState::default();
     let Named { mut model, names } = match &from {

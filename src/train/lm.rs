@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::checkpoints::Checkpoints;
 use super::grads::{grad_norm, scale_grads};
+use super::part::fault_steps;
 use super::resume::{check_resumable, ResumeSection};
 use super::metrics::MetricsLog;
 use super::schedule::learning_rate;
@@ -105,15 +106,6 @@ struct TrainerState {
     consecutive_bad: usize,
     losses: Vec<f64>,
     eval_losses: Vec<(usize, f64)>,
-}
-
-/// Test hooks (fault injection): `ARP_FAULT_NAN_STEPS=3,4` makes those steps' loss NaN;
-/// `ARP_FAULT_ABORT_IN_CHECKPOINT=8` aborts the process halfway through writing that step's
-/// checkpoint.
-fn fault_steps(var: &str) -> Vec<usize> {
-    std::env::var(var)
-        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
-        .unwrap_or_default()
 }
 
 fn mean_loss<B: Backend>(
@@ -213,12 +205,7 @@ pub fn train_lm<B: AutodiffBackend>(
         Resume::From(dir) => Some(dir.clone()),
     };
     let o = &train_cfg.optimizer;
-    let mut optimizer = AdamWConfig::new()
-        .with_beta_1(o.betas[0] as f32)
-        .with_beta_2(o.betas[1] as f32)
-        .with_epsilon(o.eps as f32)
-        .with_weight_decay(o.weight_decay as f32)
-        .init::<B, ChatGlmModel<B>>();
+    let mut optimizer = super::adamw(o).init::<B, ChatGlmModel<B>>();
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let mut state = TrainerState {
         step: 0,
@@ -278,6 +265,8 @@ pub fn train_lm<B: AutodiffBackend>(
         .map_err(|e| e.to_string())?;
     let bar = progress::bar(total_steps as u64, "stage one");
     bar.set_position(state.step as u64);
+    // Test hooks: `ARP_FAULT_NAN_STEPS=3,4` makes those steps' loss NaN;
+    // `ARP_FAULT_ABORT_IN_CHECKPOINT=8` aborts halfway through writing that step's checkpoint.
     let nan_steps = fault_steps("ARP_FAULT_NAN_STEPS");
     let abort_in_checkpoint = fault_steps("ARP_FAULT_ABORT_IN_CHECKPOINT");
     let mut report = LmReport {

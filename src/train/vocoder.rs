@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer};
+use burn::optim::{GradientsParams, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Tensor, TensorData};
@@ -264,15 +264,8 @@ pub fn train_vocoder<B: AutodiffBackend>(
     let total = total_steps(train_cfg, batches_per_epoch);
     let (checkpoints, from) = starting_point(stage_dir, part, resume, "vocoder")?;
     let o = &train_cfg.optimizer;
-    let adam = || {
-        AdamWConfig::new()
-            .with_beta_1(o.betas[0] as f32)
-            .with_beta_2(o.betas[1] as f32)
-            .with_epsilon(o.eps as f32)
-            .with_weight_decay(o.weight_decay as f32)
-    };
-    let mut opt_g: Adam<Hift<B>, B> = adam().init();
-    let mut opt_d: Adam<Discriminators<B>, B> = adam().init();
+    let mut opt_g: Adam<Hift<B>, B> = super::adamw(o).init();
+    let mut opt_d: Adam<Discriminators<B>, B> = super::adamw(o).init();
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
     let channels = part.discriminator_channels.unwrap_or(32);
     let mut state = PartState::default();

@@ -4,6 +4,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use super::model::{ChatGlmModel, KvCache};
+use crate::rng::Rng;
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Sampling {
@@ -13,18 +14,6 @@ pub enum Sampling {
         top_p: f64,
         seed: u64,
     },
-}
-
-/// xorshift64*: a small seeded generator, so sampled generations are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn uniform(&mut self) -> f64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        (self.0.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 fn pick(logits: &[f32], sampling: Sampling, rng: &mut Rng) -> u32 {
@@ -80,7 +69,7 @@ pub fn generate<B: Backend>(
     sampling: Sampling,
     device: &B::Device,
 ) -> Vec<u32> {
-    let mut rng = Rng(match sampling {
+    let mut rng = Rng::from_state(match sampling {
         Sampling::TopP { seed, .. } => seed.max(1),
         Sampling::Greedy => 1,
     });
