@@ -370,7 +370,8 @@ mod tests {
 
     #[test]
     fn real_decoder_sizes_match_the_published_ones() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/glm-4-voice-decoder/config.yaml");
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../shared/reference/glm-4-voice-decoder/config.yaml");
         let config = DecoderModelConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         let (flow, hift) = super::decoder_parameters(&config).unwrap();
         println!("flow {flow}, hift {hift}");

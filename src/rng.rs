@@ -21,7 +21,9 @@ impl Rng {
 
     /// A generator for one (seed, stream, step) triple.
     pub fn for_step(seed: u64, stream: u64, step: u64) -> Self {
-        Rng::new(seed ^ stream.wrapping_mul(0xD1B54A32D192ED03) ^ step.wrapping_mul(0x9E3779B97F4A7C15))
+        Rng::new(
+            seed ^ stream.wrapping_mul(0xD1B54A32D192ED03) ^ step.wrapping_mul(0x9E3779B97F4A7C15),
+        )
     }
 
     /// Uniform in [0, 1).
@@ -59,8 +61,17 @@ mod tests {
         let xs: Vec<f64> = (0..20000).map(|_| rng.normal()).collect();
         let mean = xs.iter().sum::<f64>() / xs.len() as f64;
         let var = xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / xs.len() as f64;
-        assert!(mean.abs() < 0.03 && (var - 1.0).abs() < 0.05, "{mean} {var}");
-        assert_eq!(Rng::for_step(1, 2, 3).uniform(), Rng::for_step(1, 2, 3).uniform());
-        assert_ne!(Rng::for_step(1, 2, 3).uniform(), Rng::for_step(1, 2, 4).uniform());
+        assert!(
+            mean.abs() < 0.03 && (var - 1.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+        assert_eq!(
+            Rng::for_step(1, 2, 3).uniform(),
+            Rng::for_step(1, 2, 3).uniform()
+        );
+        assert_ne!(
+            Rng::for_step(1, 2, 3).uniform(),
+            Rng::for_step(1, 2, 4).uniform()
+        );
     }
 }

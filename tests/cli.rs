@@ -115,7 +115,10 @@ fn a_run_prepares_and_trains_both_stages() {
     let stderr = text(&out.stderr);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(stdout.contains("stage two (decoder): 9 utterances"), "{stdout}");
+    assert!(
+        stdout.contains("stage two (decoder): 9 utterances"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("prepared 21 utterances") && stdout.contains("stage one (lm): 120 steps"),
         "{stdout}"
@@ -172,11 +175,18 @@ fn a_run_prepares_and_trains_both_stages() {
     // Stage two on the same run: the flow-matching loss falls by at least 40% and the
     // vocoder's mel L1 falls, on training batches and on the held-out utterance.
     let part = |name: &str| -> (Vec<f64>, Vec<f64>) {
-        let text = std::fs::read_to_string(output.join(format!("decoder/{name}/metrics.jsonl"))).unwrap();
-        let records: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let text =
+            std::fs::read_to_string(output.join(format!("decoder/{name}/metrics.jsonl"))).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
         (
             records.iter().filter_map(|r| r["loss"].as_f64()).collect(),
-            records.iter().filter_map(|r| r["eval_loss"].as_f64()).collect(),
+            records
+                .iter()
+                .filter_map(|r| r["eval_loss"].as_f64())
+                .collect(),
         )
     };
     let tail = |v: &[f64]| v[v.len() - 5..].iter().sum::<f64>() / 5.0;
@@ -189,8 +199,14 @@ fn a_run_prepares_and_trains_both_stages() {
     );
     assert_eq!((flow.len(), hift.len()), (40, 12));
     assert!(tail(&flow) <= 0.6 * flow[0], "flow loss {flow:?}");
-    assert!(flow_eval[flow_eval.len() - 1] <= 0.6 * flow_eval[0], "flow held-out {flow_eval:?}");
-    assert!(tail(&hift) < hift[0] && hift_eval[hift_eval.len() - 1] < hift_eval[0], "vocoder {hift:?} {hift_eval:?}");
+    assert!(
+        flow_eval[flow_eval.len() - 1] <= 0.6 * flow_eval[0],
+        "flow held-out {flow_eval:?}"
+    );
+    assert!(
+        tail(&hift) < hift[0] && hift_eval[hift_eval.len() - 1] < hift_eval[0],
+        "vocoder {hift:?} {hift_eval:?}"
+    );
     for file in ["config.yaml", "flow.safetensors", "hift.safetensors"] {
         assert!(output.join("decoder/model").join(file).is_file(), "{file}");
     }

@@ -55,7 +55,13 @@ pub fn prepared_tiny_cache(dir: &Path) -> PathBuf {
     let cache = dir.join("cache");
     let out = arp_train(
         &repo(),
-        &["prepare", "--recipe", "recipes/tiny.yaml", "--set", &format!("data.cache_dir={}", cache.display())],
+        &[
+            "prepare",
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--set",
+            &format!("data.cache_dir={}", cache.display()),
+        ],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     cache

@@ -27,10 +27,16 @@ struct Reference(TensorStore, Vec<u8>);
 impl Reference {
     fn load() -> Self {
         let path = fixture().join("reference.safetensors");
-        Reference(TensorStore::open(std::slice::from_ref(&path)).unwrap(), std::fs::read(&path).unwrap())
+        Reference(
+            TensorStore::open(std::slice::from_ref(&path)).unwrap(),
+            std::fs::read(&path).unwrap(),
+        )
     }
     fn shape(&self, name: &str) -> Vec<usize> {
-        self.0.shape(name).unwrap_or_else(|| panic!("{name} in the fixture")).to_vec()
+        self.0
+            .shape(name)
+            .unwrap_or_else(|| panic!("{name} in the fixture"))
+            .to_vec()
     }
     fn f32(&self, name: &str) -> Vec<f32> {
         self.0.f32(name, &self.shape(name)).unwrap()
@@ -53,7 +59,10 @@ impl Reference {
 fn relative_error(rust: &[f32], reference: &[f32]) -> f64 {
     assert_eq!(rust.len(), reference.len(), "lengths differ");
     let scale = reference.iter().fold(0f64, |m, &v| m.max(v.abs() as f64));
-    let worst = rust.iter().zip(reference).fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+    let worst = rust
+        .iter()
+        .zip(reference)
+        .fold(0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
     worst / scale
 }
 
@@ -68,10 +77,18 @@ fn models() -> (DecoderModelConfig, Flow<B>, Hift<B>) {
     let device = Default::default();
     let flow_store = TensorStore::open(&[fixture().join("flow.safetensors")]).unwrap();
     let flow = Flow::new(&Builder::<B>::load(&flow_store, &device), &config.flow).unwrap();
-    assert!(flow_store.unused().is_empty(), "unused flow tensors: {:?}", flow_store.unused());
+    assert!(
+        flow_store.unused().is_empty(),
+        "unused flow tensors: {:?}",
+        flow_store.unused()
+    );
     let hift_store = TensorStore::open(&[fixture().join("hift.safetensors")]).unwrap();
     let hift = Hift::new(&Builder::<B>::load(&hift_store, &device), &config.hift).unwrap();
-    assert!(hift_store.unused().is_empty(), "unused hift tensors: {:?}", hift_store.unused());
+    assert!(
+        hift_store.unused().is_empty(),
+        "unused hift tensors: {:?}",
+        hift_store.unused()
+    );
     (config, flow, hift)
 }
 
@@ -85,10 +102,18 @@ fn flow_matches_the_pytorch_reference() {
     let mel_lengths: Vec<usize> = r.ints("mel_lens").iter().map(|&n| n as usize).collect();
     let (h, mu) = flow.encode(tokens, &token_lengths, &mel_lengths);
     check("encoder + projection", to_host_f32(h), r.f32("encoder_out"));
-    check("length regulator (mu)", to_host_f32(mu.clone()), r.f32("mu"));
+    check(
+        "length regulator (mu)",
+        to_host_f32(mu.clone()),
+        r.f32("mu"),
+    );
 
     let spks = flow.zero_speaker(2, &device);
-    check("zero speaker term", to_host_f32(spks.clone()), r.f32("spks"));
+    check(
+        "zero speaker term",
+        to_host_f32(spks.clone()),
+        r.f32("spks"),
+    );
     let est = flow.estimator.forward(
         r.t("est_x"),
         r.t("est_mask"),
@@ -97,15 +122,33 @@ fn flow_matches_the_pytorch_reference() {
         spks.clone(),
         r.t("est_cond"),
     );
-    check("estimator (padded batch)", to_host_f32(est), r.f32("estimator_out"));
+    check(
+        "estimator (padded batch)",
+        to_host_f32(est),
+        r.f32("estimator_out"),
+    );
 
     let keep: Vec<bool> = r.ints("keep").iter().map(|&k| k != 0).collect();
-    let loss = flow.cfm_loss(r.t("x1"), r.t("est_mask"), mu, spks, r.t("est_cond"), &r.f32("t_raw"), r.t("z"), &keep);
+    let loss = flow.cfm_loss(
+        r.t("x1"),
+        r.t("est_mask"),
+        mu,
+        spks,
+        r.t("est_cond"),
+        &r.f32("t_raw"),
+        r.t("z"),
+        &keep,
+    );
     check("flow-matching loss", to_host_f32(loss), r.f32("flow_loss"));
 
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(r.ints("solve_tokens"), [1, 6]), &device);
+    let tokens =
+        Tensor::<B, 2, Int>::from_data(TensorData::new(r.ints("solve_tokens"), [1, 6]), &device);
     let (_, mu1) = flow.encode(tokens, &[6], &[40]);
-    check("mu for the Euler solve", to_host_f32(mu1.clone()), r.f32("solve_mu"));
+    check(
+        "mu for the Euler solve",
+        to_host_f32(mu1.clone()),
+        r.f32("solve_mu"),
+    );
     let out = flow.solve(
         mu1,
         Tensor::ones([1, 1, 40], &device),
@@ -114,7 +157,11 @@ fn flow_matches_the_pytorch_reference() {
         r.t("solve_z"),
         3,
     );
-    check("3 Euler steps with CFG 0.7", to_host_f32(out), r.f32("solve_out"));
+    check(
+        "3 Euler steps with CFG 0.7",
+        to_host_f32(out),
+        r.f32("solve_out"),
+    );
 }
 
 #[test]
@@ -123,19 +170,33 @@ fn hift_matches_the_pytorch_reference() {
     let (config, _, hift) = models();
     let device = Default::default();
     let mel: Tensor<B, 3> = r.t("hift_mel");
-    check("F0 predictor", to_host_f32(hift.f0_predictor.forward(mel.clone())), r.f32("f0_pred"));
+    check(
+        "F0 predictor",
+        to_host_f32(hift.f0_predictor.forward(mel.clone())),
+        r.f32("f0_pred"),
+    );
 
     let f0 = r.f32("hift_f0");
     let phase: Vec<f64> = r.f32("hift_phase").iter().map(|&p| p as f64).collect();
-    let draws = SourceNoise { phase, noise: r.f32("hift_noise") };
+    let draws = SourceNoise {
+        phase,
+        noise: r.f32("hift_noise"),
+    };
     let samples = f0.len() * 256;
     let waves = harmonic_waves(&f0, 256, &config.hift, &draws);
     let waves = Tensor::<B, 3>::from_data(TensorData::new(waves, [1, 9, samples]), &device);
     let source = hift.source(waves);
-    check("harmonic source", to_host_f32(source.clone()), r.f32("hift_source"));
-    check("waveform for a fixed F0", to_host_f32(hift.decode(mel, source)), r.f32("hift_wave"));
+    check(
+        "harmonic source",
+        to_host_f32(source.clone()),
+        r.f32("hift_source"),
+    );
+    check(
+        "waveform for a fixed F0",
+        to_host_f32(hift.decode(mel, source)),
+        r.f32("hift_wave"),
+    );
 }
-
 
 #[test]
 fn saved_weights_keep_the_reference_names_and_values() {
@@ -164,7 +225,11 @@ fn saved_weights_keep_the_reference_names_and_values() {
         names_b.sort();
         assert_eq!(names_a, names_b, "{file}: the same state-dict names");
         for name in &names_a {
-            assert_eq!(a.tensor(name).unwrap().data(), b.tensor(name).unwrap().data(), "{file}: {name}");
+            assert_eq!(
+                a.tensor(name).unwrap().data(),
+                b.tensor(name).unwrap().data(),
+                "{file}: {name}"
+            );
         }
     }
 }
@@ -183,17 +248,34 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
     for layout in ["parametrized", "folded"] {
         let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         let floats = |name: &str| -> Vec<f32> {
-            st.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+            st.tensor(name)
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                .collect()
         };
         for name in st.names() {
             let shape = st.tensor(name).unwrap().shape().to_vec();
             if let Some(base) = name.strip_suffix(".weight_g") {
                 let g = floats(name);
                 let v = floats(&format!("{base}.weight_v"));
-                let v_shape = st.tensor(&format!("{base}.weight_v")).unwrap().shape().to_vec();
+                let v_shape = st
+                    .tensor(&format!("{base}.weight_v"))
+                    .unwrap()
+                    .shape()
+                    .to_vec();
                 if layout == "parametrized" {
-                    tensors.push((format!("{base}.parametrizations.weight.original0"), shape, g));
-                    tensors.push((format!("{base}.parametrizations.weight.original1"), v_shape, v));
+                    tensors.push((
+                        format!("{base}.parametrizations.weight.original0"),
+                        shape,
+                        g,
+                    ));
+                    tensors.push((
+                        format!("{base}.parametrizations.weight.original1"),
+                        v_shape,
+                        v,
+                    ));
                 } else {
                     let per = v.len() / g.len();
                     let folded: Vec<f32> = v
@@ -210,11 +292,19 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
                 tensors.push((name.to_string(), shape, floats(name)));
             }
         }
-        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> =
-            tensors.into_iter().map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect())).collect();
+        let bytes: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+            .into_iter()
+            .map(|(n, s, v)| (n, s, v.iter().flat_map(|x| x.to_le_bytes()).collect()))
+            .collect();
         let views: Vec<(String, safetensors::tensor::TensorView)> = bytes
             .iter()
-            .map(|(n, s, b)| (n.clone(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b).unwrap()))
+            .map(|(n, s, b)| {
+                (
+                    n.clone(),
+                    safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                        .unwrap(),
+                )
+            })
             .collect();
         let path = dir.path().join(format!("{layout}.safetensors"));
         std::fs::write(&path, safetensors::serialize(views, None).unwrap()).unwrap();
@@ -226,7 +316,11 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
     for variant in variants {
         let got = to_host_f32(variant.f0_predictor.forward(mel.clone()));
         assert!(relative_error(&got, &expected) < 1e-5);
-        check("F0 predictor from another weight-norm layout", got, r.f32("f0_pred"));
+        check(
+            "F0 predictor from another weight-norm layout",
+            got,
+            r.f32("f0_pred"),
+        );
     }
 }
 
@@ -241,10 +335,16 @@ fn the_real_decoder_config_builds_and_runs_at_full_size() {
     let hift = Hift::<B>::new(&Builder::random(2, &device), &config.hift).unwrap();
     let tokens: Vec<u32> = (0..10).map(|i| i * 1500 + 7).collect();
     let mel = flow.synthesize(&tokens, 1, 0, &device);
-    assert_eq!(mel.dims(), [1, 80, 68], "10 tokens at 12.5 Hz = 68 mel frames");
+    assert_eq!(
+        mel.dims(),
+        [1, 80, 68],
+        "10 tokens at 12.5 Hz = 68 mel frames"
+    );
     let mut rng = arp_train::rng::Rng::new(3);
     let (wave, f0) = arp_train::train::vocoder::vocode(&hift, &config.hift, mel, &mut rng);
     assert_eq!(wave.dims(), [1, 68 * 256]);
     assert_eq!(f0.dims(), [1, 68]);
-    assert!(to_host_f32(wave).iter().all(|v| v.is_finite() && v.abs() <= 0.99));
+    assert!(to_host_f32(wave)
+        .iter()
+        .all(|v| v.is_finite() && v.abs() <= 0.99));
 }

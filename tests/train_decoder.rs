@@ -9,7 +9,12 @@ use std::time::{Duration, Instant};
 use crate::common::{repo, text};
 
 fn args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec!["--recipe".into(), "recipes/tiny.yaml".into(), "--output".into(), output.display().to_string()];
+    let mut args: Vec<String> = vec![
+        "--recipe".into(),
+        "recipes/tiny.yaml".into(),
+        "--output".into(),
+        output.display().to_string(),
+    ];
     for set in [
         format!("data.cache_dir={}", cache.display()),
         "freeze=[lm]".into(),
@@ -42,13 +47,22 @@ fn curve(output: &Path, part: &str) -> Vec<(u64, f64, f64)> {
         .lines()
         .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
         .filter(|v| v["loss"].is_number())
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap(), v["grad_norm"].as_f64().unwrap()))
+        .map(|v| {
+            (
+                v["step"].as_u64().unwrap(),
+                v["loss"].as_f64().unwrap(),
+                v["grad_norm"].as_f64().unwrap(),
+            )
+        })
         .collect()
 }
 
 fn weights(output: &Path) -> (Vec<u8>, Vec<u8>) {
     let dir = output.join("decoder/model");
-    (std::fs::read(dir.join("flow.safetensors")).unwrap(), std::fs::read(dir.join("hift.safetensors")).unwrap())
+    (
+        std::fs::read(dir.join("flow.safetensors")).unwrap(),
+        std::fs::read(dir.join("hift.safetensors")).unwrap(),
+    )
 }
 
 #[test]
@@ -57,7 +71,12 @@ fn resumed_decoder_runs_match_an_uninterrupted_one() {
     let cache = crate::common::prepared_tiny_cache(dir.path());
     let straight = dir.path().join("straight");
     let out = run(&straight, &cache, &[], &[]);
-    assert!(out.status.success(), "{}\n{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
     let (flow, hift) = (curve(&straight, "flow"), curve(&straight, "hift"));
     assert_eq!((flow.len(), hift.len()), (12, 6));
     let reference = weights(&straight);
@@ -72,7 +91,9 @@ fn resumed_decoder_runs_match_an_uninterrupted_one() {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while !killed.join("decoder/flow/step-000004/complete").exists() && start.elapsed() < Duration::from_secs(120) {
+    while !killed.join("decoder/flow/step-000004/complete").exists()
+        && start.elapsed() < Duration::from_secs(120)
+    {
         std::thread::sleep(Duration::from_millis(2));
     }
     let still_running = child.try_wait().unwrap().is_none();
@@ -81,31 +102,55 @@ fn resumed_decoder_runs_match_an_uninterrupted_one() {
     assert!(still_running, "the run must be killed mid-way");
     assert!(!killed.join("decoder/model").exists());
     let out = run(&killed, &cache, &["--resume"], &[]);
-    assert!(text(&out.stderr).contains("resuming the decoder flow"), "{}", text(&out.stderr));
-    assert_eq!(curve(&killed, "flow"), flow, "flow loss and gradient norm of every step");
+    assert!(
+        text(&out.stderr).contains("resuming the decoder flow"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        curve(&killed, "flow"),
+        flow,
+        "flow loss and gradient norm of every step"
+    );
     assert_eq!(curve(&killed, "hift"), hift);
     assert!(weights(&killed) == reference, "identical decoder weights");
 
     // A crash while the vocoder's step-4 checkpoint is written: resume falls back to step 2.
     let crashed = dir.path().join("crashed");
-    let out = run(&crashed, &cache, &[], &[("ARP_FAULT_HIFT_ABORT_IN_CHECKPOINT", "4")]);
+    let out = run(
+        &crashed,
+        &cache,
+        &[],
+        &[("ARP_FAULT_HIFT_ABORT_IN_CHECKPOINT", "4")],
+    );
     assert!(!out.status.success());
     assert!(!crashed.join("decoder/hift/step-000004").exists());
     let out = run(&crashed, &cache, &["--resume"], &[]);
     let stderr = text(&out.stderr);
-    assert!(stderr.contains("resuming the decoder vocoder") && stderr.contains("step-000002"), "{stderr}");
+    assert!(
+        stderr.contains("resuming the decoder vocoder") && stderr.contains("step-000002"),
+        "{stderr}"
+    );
     assert_eq!(curve(&crashed, "hift"), hift);
     assert!(weights(&crashed) == reference, "identical decoder weights");
 
     // A finished run resumed again trains nothing and writes the same decoder.
     let out = run(&straight, &cache, &["--resume"], &[]);
-    assert!(text(&out.stdout).contains("already trained (12 steps)"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("already trained (12 steps)"),
+        "{}",
+        text(&out.stdout)
+    );
     assert!(weights(&straight) == reference);
 
     // Without --resume, an earlier run is never overwritten.
     let out = run(&straight, &cache, &[], &[]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("pass --resume"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("pass --resume"),
+        "{}",
+        text(&out.stderr)
+    );
 
     // synth on the trained decoder: a 22.05 kHz WAV of the length the codes imply.
     let wav = dir.path().join("out.wav");
@@ -135,8 +180,16 @@ fn non_finite_decoder_steps_are_skipped_and_too_many_stop_the_run() {
     let once = dir.path().join("once");
     let out = run(&once, &cache, &[], &[("ARP_FAULT_FLOW_NAN_STEPS", "2")]);
     assert!(out.status.success(), "{}", text(&out.stderr));
-    assert!(text(&out.stdout).contains("; 1 skipped"), "{}", text(&out.stdout));
-    assert_eq!(curve(&once, "flow").len(), 11, "the skipped step logs no loss");
+    assert!(
+        text(&out.stdout).contains("; 1 skipped"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert_eq!(
+        curve(&once, "flow").len(),
+        11,
+        "the skipped step logs no loss"
+    );
 
     let stopped = dir.path().join("stopped");
     let out = run(
@@ -148,8 +201,12 @@ fn non_finite_decoder_steps_are_skipped_and_too_many_stop_the_run() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("3 consecutive decoder vocoder steps had a non-finite loss") && stderr.contains("last good weights"),
+        stderr.contains("3 consecutive decoder vocoder steps had a non-finite loss")
+            && stderr.contains("last good weights"),
         "{stderr}"
     );
-    assert!(stopped.join("decoder/hift/step-000004/complete").exists(), "the last good state is saved");
+    assert!(
+        stopped.join("decoder/hift/step-000004/complete").exists(),
+        "the last good state is saved"
+    );
 }

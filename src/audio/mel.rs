@@ -82,10 +82,19 @@ fn slaney_filterbank(
 }
 
 /// The Slaney filterbank as a dense row-major [n_mels, n_fft / 2 + 1] matrix.
-pub fn slaney_matrix(sample_rate: u32, n_fft: usize, n_mels: usize, fmin: f64, fmax: f64) -> Vec<f32> {
+pub fn slaney_matrix(
+    sample_rate: u32,
+    n_fft: usize,
+    n_mels: usize,
+    fmin: f64,
+    fmax: f64,
+) -> Vec<f32> {
     let bins = n_fft / 2 + 1;
     let mut dense = vec![0f32; n_mels * bins];
-    for (m, filter) in slaney_filterbank(sample_rate, n_fft, n_mels, fmin, fmax).iter().enumerate() {
+    for (m, filter) in slaney_filterbank(sample_rate, n_fft, n_mels, fmin, fmax)
+        .iter()
+        .enumerate()
+    {
         for (i, w) in filter.weights.iter().enumerate() {
             dense[m * bins + filter.first_bin + i] = *w as f32;
         }

@@ -29,7 +29,11 @@ pub fn yin(samples: &[f32], rate: u32, frames: usize) -> Vec<f32> {
             let start = (t * HOP) as isize - OFFSET;
             for (j, v) in frame.iter_mut().enumerate() {
                 let i = start + j as isize;
-                *v = if i >= 0 && (i as usize) < samples.len() { samples[i as usize] as f64 } else { 0.0 };
+                *v = if i >= 0 && (i as usize) < samples.len() {
+                    samples[i as usize] as f64
+                } else {
+                    0.0
+                };
             }
             let rms = (frame.iter().map(|v| v * v).sum::<f64>() / WINDOW as f64).sqrt();
             if rms < SILENCE_RMS {
@@ -43,9 +47,14 @@ pub fn yin(samples: &[f32], rate: u32, frames: usize) -> Vec<f32> {
             let mut cmnd = vec![1.0; tau_max + 1];
             for tau in 1..=tau_max {
                 running += diff[tau];
-                cmnd[tau] = if running > 0.0 { diff[tau] * tau as f64 / running } else { 1.0 };
+                cmnd[tau] = if running > 0.0 {
+                    diff[tau] * tau as f64 / running
+                } else {
+                    1.0
+                };
             }
-            let Some(mut tau) = (tau_min.max(1)..=tau_max).find(|&tau| cmnd[tau] < THRESHOLD) else {
+            let Some(mut tau) = (tau_min.max(1)..=tau_max).find(|&tau| cmnd[tau] < THRESHOLD)
+            else {
                 return 0.0;
             };
             while tau < tau_max && cmnd[tau + 1] < cmnd[tau] {
@@ -54,7 +63,11 @@ pub fn yin(samples: &[f32], rate: u32, frames: usize) -> Vec<f32> {
             let refined = if tau > 1 && tau < tau_max {
                 let (a, b, c) = (cmnd[tau - 1], cmnd[tau], cmnd[tau + 1]);
                 let denom = a - 2.0 * b + c;
-                if denom.abs() > 1e-12 { tau as f64 + 0.5 * (a - c) / denom } else { tau as f64 }
+                if denom.abs() > 1e-12 {
+                    tau as f64 + 0.5 * (a - c) / denom
+                } else {
+                    tau as f64
+                }
             } else {
                 tau as f64
             };
@@ -72,7 +85,9 @@ mod tests {
         let sr = 22050;
         for f in [90.0f64, 220.0, 440.0] {
             let x: Vec<f32> = (0..sr)
-                .map(|i| (0.3 * (2.0 * std::f64::consts::PI * f * i as f64 / sr as f64).sin()) as f32)
+                .map(|i| {
+                    (0.3 * (2.0 * std::f64::consts::PI * f * i as f64 / sr as f64).sin()) as f32
+                })
                 .collect();
             let f0 = yin(&x, sr as u32, 80);
             for &v in &f0[4..76] {

@@ -28,17 +28,22 @@ impl<B: Backend> ModuleVisitor<B> for Collect<'_> {
             .iter()
             .flat_map(|v| v.to_le_bytes())
             .collect();
-        self.found.push((name.clone(), tensor.dims().to_vec(), bytes));
+        self.found
+            .push((name.clone(), tensor.dims().to_vec(), bytes));
     }
 }
 
 /// The safetensors bytes of `module`'s parameters named by `names`.
-pub fn named_safetensors<B: Backend, M: Module<B>>(module: &M, names: &[String]) -> std::io::Result<Vec<u8>> {
-    let by_id: HashMap<ParamId, String> = names
-        .iter()
-        .map(|n| (param_id(n), n.clone()))
-        .collect();
-    let mut collect = Collect { names: &by_id, found: Vec::new(), unnamed: 0 };
+pub fn named_safetensors<B: Backend, M: Module<B>>(
+    module: &M,
+    names: &[String],
+) -> std::io::Result<Vec<u8>> {
+    let by_id: HashMap<ParamId, String> = names.iter().map(|n| (param_id(n), n.clone())).collect();
+    let mut collect = Collect {
+        names: &by_id,
+        found: Vec::new(),
+        unnamed: 0,
+    };
     module.visit(&mut collect);
     if collect.unnamed > 0 {
         return Err(std::io::Error::other(format!(
@@ -50,7 +55,9 @@ pub fn named_safetensors<B: Backend, M: Module<B>>(module: &M, names: &[String])
     let views: Vec<(&str, TensorView)> = collect
         .found
         .iter()
-        .map(|(name, shape, bytes)| TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v)))
+        .map(|(name, shape, bytes)| {
+            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+        })
         .collect::<Result<_, _>>()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
@@ -58,6 +65,10 @@ pub fn named_safetensors<B: Backend, M: Module<B>>(module: &M, names: &[String])
 }
 
 /// Writes `module` to `path` atomically (temporary file, fsync, rename).
-pub fn save_named<B: Backend, M: Module<B>>(module: &M, names: &[String], path: &Path) -> std::io::Result<()> {
+pub fn save_named<B: Backend, M: Module<B>>(
+    module: &M,
+    names: &[String],
+    path: &Path,
+) -> std::io::Result<()> {
     crate::atomic::write(path, &named_safetensors(module, names)?)
 }

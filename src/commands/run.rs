@@ -146,7 +146,12 @@ pub fn run(args: RunArgs) -> Exit {
     if recipe.freeze.contains(&Stage::Decoder) {
         println!(
             "stage two (decoder): frozen, the decoder in {} is kept",
-            recipe.decoder.init.as_deref().unwrap_or(Path::new("-")).display()
+            recipe
+                .decoder
+                .init
+                .as_deref()
+                .unwrap_or(Path::new("-"))
+                .display()
         );
     } else {
         let stage_dir = recipe.output_dir.join("decoder");
@@ -155,13 +160,24 @@ pub fn run(args: RunArgs) -> Exit {
             Resume::No => Resume::No,
             _ => Resume::Latest,
         };
-        match backend::run_on(device, crate::backend::Dtype::Fp32, TrainDecoder { recipe: &recipe, stage_dir: &stage_dir, resume: &resume }) {
+        match backend::run_on(
+            device,
+            crate::backend::Dtype::Fp32,
+            TrainDecoder {
+                recipe: &recipe,
+                stage_dir: &stage_dir,
+                resume: &resume,
+            },
+        ) {
             Ok(Ok(r)) => {
                 let curve = |p: &crate::train::part::PartReport| {
                     let first = p.losses.first().copied().unwrap_or(f64::NAN);
                     let tail = &p.losses[p.losses.len().saturating_sub(5)..];
                     let last = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
-                    let eval = p.eval_losses.first().zip(p.eval_losses.last())
+                    let eval = p
+                        .eval_losses
+                        .first()
+                        .zip(p.eval_losses.last())
                         .map(|((_, a), (s, b))| format!(", held-out {a:.4} -> {b:.4} at step {s}"))
                         .unwrap_or_default();
                     if p.already_done {
@@ -200,7 +216,12 @@ impl BackendTask for TrainDecoder<'_> {
     type Output = Result<crate::train::decoder::DecoderReport, String>;
     fn run<B: burn::tensor::backend::Backend>(self, device: B::Device) -> Self::Output {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::train::decoder::train_decoder::<burn::backend::Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
+            crate::train::decoder::train_decoder::<burn::backend::Autodiff<B>>(
+                self.recipe,
+                &device,
+                self.stage_dir,
+                self.resume,
+            )
         }));
         result.unwrap_or_else(|payload| {
             let message = backend::panic_message(payload.as_ref(), "the backend panicked");

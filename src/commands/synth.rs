@@ -42,7 +42,11 @@ pub fn parse_codes(text: &str) -> Result<Vec<u32>, String> {
         if let Some(items) = list.as_array() {
             return items
                 .iter()
-                .map(|v| v.as_u64().map(|n| n as u32).ok_or_else(|| format!("not a speech code: {v}")))
+                .map(|v| {
+                    v.as_u64()
+                        .map(|n| n as u32)
+                        .ok_or_else(|| format!("not a speech code: {v}"))
+                })
                 .collect();
         }
     }
@@ -50,11 +54,15 @@ pub fn parse_codes(text: &str) -> Result<Vec<u32>, String> {
         .filter(|s| !s.is_empty())
         .flat_map(|s| {
             // `<|audio_12|><|audio_7|>` may come without separators.
-            s.split("<|").filter(|p| !p.is_empty()).map(|p| p.trim_end_matches("|>").to_string()).collect::<Vec<_>>()
+            s.split("<|")
+                .filter(|p| !p.is_empty())
+                .map(|p| p.trim_end_matches("|>").to_string())
+                .collect::<Vec<_>>()
         })
         .map(|s| {
             let n = s.strip_prefix("audio_").unwrap_or(&s);
-            n.parse::<u32>().map_err(|_| format!("not a speech code: {s:?}"))
+            n.parse::<u32>()
+                .map_err(|_| format!("not a speech code: {s:?}"))
         })
         .collect()
 }
@@ -70,8 +78,15 @@ impl BackendTask for Synth<'_> {
     type Output = Result<Vec<f32>, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
         let config = read_config(&self.dir.join(CONFIG_FILE))?;
-        if let Some(&bad) = self.codes.iter().find(|&&c| c as usize >= config.flow.vocab_size) {
-            return Err(format!("speech code {bad} is outside the decoder's vocabulary of {}", config.flow.vocab_size));
+        if let Some(&bad) = self
+            .codes
+            .iter()
+            .find(|&&c| c as usize >= config.flow.vocab_size)
+        {
+            return Err(format!(
+                "speech code {bad} is outside the decoder's vocabulary of {}",
+                config.flow.vocab_size
+            ));
         }
         let flow = load_flow::<B>(self.dir, &config, &device)?.model;
         let hift = load_hift::<B>(self.dir, &config, &device)?.model;
@@ -94,7 +109,15 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
     let codes = match parse_codes(&text) {
         Ok(codes) if !codes.is_empty() => codes,
         Ok(_) => return Exit::Usage("no speech codes given".into()),
-        Err(e) => return Exit::Usage(format!("{}: {e}", args.codes.as_deref().unwrap_or(Path::new("--tokens")).display())),
+        Err(e) => {
+            return Exit::Usage(format!(
+                "{}: {e}",
+                args.codes
+                    .as_deref()
+                    .unwrap_or(Path::new("--tokens"))
+                    .display()
+            ))
+        }
     };
     if args.steps == 0 {
         return Exit::Usage("--steps must be at least 1".into());
@@ -103,17 +126,30 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
     };
-    let task = Synth { dir: &args.decoder, codes: &codes, steps: args.steps, seed: args.seed };
+    let task = Synth {
+        dir: &args.decoder,
+        codes: &codes,
+        steps: args.steps,
+        seed: args.seed,
+    };
     let samples = match backend::run_on(device, Dtype::Fp32, task) {
         Ok(Ok(samples)) => samples,
         Ok(Err(e)) => return Exit::Failed(e),
         Err(e) => return Exit::Usage(e.to_string()),
     };
-    let audio = Audio { samples, rate: 22_050 };
+    let audio = Audio {
+        samples,
+        rate: 22_050,
+    };
     if let Err(e) = wav::write_mono_i16(&args.out, &audio) {
         return Exit::Failed(format!("cannot write {}: {e}", args.out.display()));
     }
-    println!("{}: {} codes -> {:.2} s at 22050 Hz", args.out.display(), codes.len(), audio.seconds());
+    println!(
+        "{}: {} codes -> {:.2} s at 22050 Hz",
+        args.out.display(),
+        codes.len(),
+        audio.seconds()
+    );
     Exit::Ok
 }
 
@@ -124,8 +160,14 @@ mod tests {
     #[test]
     fn codes_in_every_accepted_form() {
         assert_eq!(parse_codes("1 2, 3").unwrap(), [1, 2, 3]);
-        assert_eq!(parse_codes("<|audio_4|><|audio_5|> <|audio_6|>").unwrap(), [4, 5, 6]);
-        assert_eq!(parse_codes(r#"{"text": "hi", "codes": [7, 8]}"#).unwrap(), [7, 8]);
+        assert_eq!(
+            parse_codes("<|audio_4|><|audio_5|> <|audio_6|>").unwrap(),
+            [4, 5, 6]
+        );
+        assert_eq!(
+            parse_codes(r#"{"text": "hi", "codes": [7, 8]}"#).unwrap(),
+            [7, 8]
+        );
         assert_eq!(parse_codes("[9, 10]").unwrap(), [9, 10]);
         assert!(parse_codes("1 x 3").is_err());
     }

@@ -30,14 +30,20 @@ pub struct DecoderData {
 impl DecoderData {
     /// The recipe character's utterances in the prepared cache.
     pub fn load(recipe: &Recipe) -> Result<Self, String> {
-        let speaker = recipe.speaker().ok_or("the recipe has no character speaker")?.to_string();
+        let speaker = recipe
+            .speaker()
+            .ok_or("the recipe has no character speaker")?
+            .to_string();
         Self::load_speaker(&recipe.data.cache_dir, &speaker, recipe)
     }
 
     fn load_speaker(cache: &Path, speaker: &str, recipe: &Recipe) -> Result<Self, String> {
         let mut all = Vec::new();
         let mut seconds = 0.0;
-        for entry in read_index(cache)?.into_iter().filter(|e| e.speaker == speaker) {
+        for entry in read_index(cache)?
+            .into_iter()
+            .filter(|e| e.speaker == speaker)
+        {
             let segment = read_segment(&segment_path(cache, &entry.segment))?;
             if segment.speech_tokens.is_empty() || segment.mel_frames < 2 {
                 continue;
@@ -53,13 +59,24 @@ impl DecoderData {
             });
         }
         if all.is_empty() {
-            return Err(format!("no utterances of speaker {speaker:?} with audio in {}", cache.display()));
+            return Err(format!(
+                "no utterances of speaker {speaker:?} with audio in {}",
+                cache.display()
+            ));
         }
         all.sort_by_key(|u| stable_hash(&[u.id.as_bytes(), &recipe.seed.to_le_bytes()]));
-        let n_val = validation_count(all.len(), recipe.data.validation.fraction, recipe.data.validation.min_items);
+        let n_val = validation_count(
+            all.len(),
+            recipe.data.validation.fraction,
+            recipe.data.validation.min_items,
+        );
         let mut train = all.split_off(n_val);
         train.sort_by(|a, b| a.id.cmp(&b.id));
-        Ok(DecoderData { train, validation: all, seconds })
+        Ok(DecoderData {
+            train,
+            validation: all,
+            seconds,
+        })
     }
 }
 
@@ -71,7 +88,12 @@ pub fn frame_batches(lengths: &[usize], max_frames: usize, seed: u64) -> Vec<Vec
     let mut batches: Vec<Vec<usize>> = Vec::new();
     let mut current: Vec<usize> = Vec::new();
     for i in order {
-        let longest = current.iter().map(|&j| lengths[j]).max().unwrap_or(0).max(lengths[i]);
+        let longest = current
+            .iter()
+            .map(|&j| lengths[j])
+            .max()
+            .unwrap_or(0)
+            .max(lengths[i]);
         if !current.is_empty() && (current.len() + 1) * longest > max_frames {
             batches.push(std::mem::take(&mut current));
         }

@@ -44,33 +44,63 @@ fn weights_file(dir: &Path, file: &str) -> Result<PathBuf, String> {
     Err(format!("{} is missing from {}", file, dir.display()))
 }
 
-pub fn load_flow<B: Backend>(dir: &Path, config: &DecoderModelConfig, device: &B::Device) -> Result<Named<Flow<B>>, String> {
+pub fn load_flow<B: Backend>(
+    dir: &Path,
+    config: &DecoderModelConfig,
+    device: &B::Device,
+) -> Result<Named<Flow<B>>, String> {
     let path = weights_file(dir, FLOW_FILE)?;
     let store = TensorStore::open(std::slice::from_ref(&path)).map_err(|e| e.to_string())?;
     let builder = Builder::load(&store, device);
-    let model = Flow::new(&builder, &config.flow).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Named { model, names: builder.into_names() })
+    let model =
+        Flow::new(&builder, &config.flow).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Named {
+        model,
+        names: builder.into_names(),
+    })
 }
 
-pub fn load_hift<B: Backend>(dir: &Path, config: &DecoderModelConfig, device: &B::Device) -> Result<Named<Hift<B>>, String> {
+pub fn load_hift<B: Backend>(
+    dir: &Path,
+    config: &DecoderModelConfig,
+    device: &B::Device,
+) -> Result<Named<Hift<B>>, String> {
     let path = weights_file(dir, HIFT_FILE)?;
     let store = TensorStore::open(std::slice::from_ref(&path)).map_err(|e| e.to_string())?;
     let builder = Builder::load(&store, device);
-    let model = Hift::new(&builder, &config.hift).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(Named { model, names: builder.into_names() })
+    let model =
+        Hift::new(&builder, &config.hift).map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(Named {
+        model,
+        names: builder.into_names(),
+    })
 }
 
 /// Fresh weights with the reference's initializations, drawn from `seed`.
-pub fn fresh_flow<B: Backend>(config: &DecoderModelConfig, seed: u64, device: &B::Device) -> Named<Flow<B>> {
+pub fn fresh_flow<B: Backend>(
+    config: &DecoderModelConfig,
+    seed: u64,
+    device: &B::Device,
+) -> Named<Flow<B>> {
     let builder = Builder::random(seed, device);
     let model = Flow::new(&builder, &config.flow).expect("random weights cannot be missing");
-    Named { model, names: builder.into_names() }
+    Named {
+        model,
+        names: builder.into_names(),
+    }
 }
 
-pub fn fresh_hift<B: Backend>(config: &DecoderModelConfig, seed: u64, device: &B::Device) -> Named<Hift<B>> {
+pub fn fresh_hift<B: Backend>(
+    config: &DecoderModelConfig,
+    seed: u64,
+    device: &B::Device,
+) -> Named<Hift<B>> {
     let builder = Builder::random(seed, device);
     let model = Hift::new(&builder, &config.hift).expect("random weights cannot be missing");
-    Named { model, names: builder.into_names() }
+    Named {
+        model,
+        names: builder.into_names(),
+    }
 }
 
 /// Writes a complete decoder directory atomically: the config file copied as is, and both

@@ -116,7 +116,10 @@ impl<'a, B: Backend> Builder<'a, B> {
             return Ok(Tensor::zeros([1; D], &self.device));
         }
         let values = self.values(name, &shape, fill)?;
-        Ok(Tensor::from_data(TensorData::new(values, shape), &self.device))
+        Ok(Tensor::from_data(
+            TensorData::new(values, shape),
+            &self.device,
+        ))
     }
 
     pub fn param<const D: usize>(
@@ -150,25 +153,34 @@ impl<'a, B: Backend> Builder<'a, B> {
         let mut g_shape = [1; D];
         g_shape[0] = shape[0];
         let (g_name, v_name) = (format!("{name}.weight_g"), format!("{name}.weight_v"));
-        let (g, v) = if self.has(&g_name) || matches!(self.source, Source::Random(_) | Source::Count(_)) {
-            let v = self.tensor(&v_name, shape, fill)?;
-            let g = match &self.source {
-                Source::Random(_) => norm_except_first(v.clone()),
-                _ => self.tensor(&g_name, g_shape, fill)?,
+        let (g, v) =
+            if self.has(&g_name) || matches!(self.source, Source::Random(_) | Source::Count(_)) {
+                let v = self.tensor(&v_name, shape, fill)?;
+                let g = match &self.source {
+                    Source::Random(_) => norm_except_first(v.clone()),
+                    _ => self.tensor(&g_name, g_shape, fill)?,
+                };
+                (g, v)
+            } else if self.has(&format!("{name}.parametrizations.weight.original0")) {
+                let g = self.tensor(
+                    &format!("{name}.parametrizations.weight.original0"),
+                    g_shape,
+                    fill,
+                )?;
+                let v = self.tensor(
+                    &format!("{name}.parametrizations.weight.original1"),
+                    shape,
+                    fill,
+                )?;
+                (g, v)
+            } else if self.has(&format!("{name}.weight")) {
+                let v = self.tensor(&format!("{name}.weight"), shape, fill)?;
+                (norm_except_first(v.clone()), v)
+            } else {
+                // Report the name a weight-normed checkpoint would have.
+                self.tensor(&g_name, g_shape, fill)?;
+                unreachable!("a missing tensor is an error")
             };
-            (g, v)
-        } else if self.has(&format!("{name}.parametrizations.weight.original0")) {
-            let g = self.tensor(&format!("{name}.parametrizations.weight.original0"), g_shape, fill)?;
-            let v = self.tensor(&format!("{name}.parametrizations.weight.original1"), shape, fill)?;
-            (g, v)
-        } else if self.has(&format!("{name}.weight")) {
-            let v = self.tensor(&format!("{name}.weight"), shape, fill)?;
-            (norm_except_first(v.clone()), v)
-        } else {
-            // Report the name a weight-normed checkpoint would have.
-            self.tensor(&g_name, g_shape, fill)?;
-            unreachable!("a missing tensor is an error")
-        };
         self.names.borrow_mut().push(g_name.clone());
         self.names.borrow_mut().push(v_name.clone());
         Ok(WeightNorm {
@@ -256,8 +268,22 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     /// PyTorch's default initialization.
-    pub fn new(b: &Builder<B>, name: &str, input: usize, output: usize, with_bias: bool) -> Result<Self, TensorError> {
-        Self::with_fill(b, name, input, output, with_bias, Fill::fan_in(input), Fill::fan_in(input))
+    pub fn new(
+        b: &Builder<B>,
+        name: &str,
+        input: usize,
+        output: usize,
+        with_bias: bool,
+    ) -> Result<Self, TensorError> {
+        Self::with_fill(
+            b,
+            name,
+            input,
+            output,
+            with_bias,
+            Fill::fan_in(input),
+            Fill::fan_in(input),
+        )
     }
 
     pub fn with_fill(
@@ -271,7 +297,11 @@ impl<B: Backend> Linear<B> {
     ) -> Result<Self, TensorError> {
         Ok(Linear {
             weight: b.param(&format!("{name}.weight"), [output, input], weight)?,
-            bias: if with_bias { Some(bias(b, name, output, bias_fill)?) } else { None },
+            bias: if with_bias {
+                Some(bias(b, name, output, bias_fill)?)
+            } else {
+                None
+            },
         })
     }
 
@@ -317,7 +347,12 @@ pub struct GroupNorm<B: Backend> {
 }
 
 impl<B: Backend> GroupNorm<B> {
-    pub fn new(b: &Builder<B>, name: &str, groups: usize, channels: usize) -> Result<Self, TensorError> {
+    pub fn new(
+        b: &Builder<B>,
+        name: &str,
+        groups: usize,
+        channels: usize,
+    ) -> Result<Self, TensorError> {
         Ok(GroupNorm {
             weight: b.param(&format!("{name}.weight"), [channels], Fill::Const(1.0))?,
             bias: bias(b, name, channels, Fill::Const(0.0))?,
@@ -330,7 +365,8 @@ impl<B: Backend> GroupNorm<B> {
         let grouped = x.reshape([batch, self.groups, channels / self.groups * time]);
         let (var, mean) = grouped.clone().var_mean_bias(2);
         let normed = ((grouped - mean) / (var + 1e-5).sqrt()).reshape([batch, channels, time]);
-        normed * self.weight.val().reshape([1, channels, 1]) + self.bias.val().reshape([1, channels, 1])
+        normed * self.weight.val().reshape([1, channels, 1])
+            + self.bias.val().reshape([1, channels, 1])
     }
 }
 
@@ -359,17 +395,37 @@ pub struct ConvSpec {
 
 impl ConvSpec {
     pub fn new(input: usize, output: usize, kernel: usize) -> Self {
-        ConvSpec { input, output, kernel, stride: 1, padding: 0, dilation: 1, weight_norm: false, bias: true }
+        ConvSpec {
+            input,
+            output,
+            kernel,
+            stride: 1,
+            padding: 0,
+            dilation: 1,
+            weight_norm: false,
+            bias: true,
+        }
     }
     /// Output length = input length (stride 1, odd effective kernel).
     pub fn same(input: usize, output: usize, kernel: usize, dilation: usize) -> Self {
-        ConvSpec { padding: (kernel * dilation - dilation) / 2, dilation, ..Self::new(input, output, kernel) }
+        ConvSpec {
+            padding: (kernel * dilation - dilation) / 2,
+            dilation,
+            ..Self::new(input, output, kernel)
+        }
     }
     pub fn stride(self, stride: usize, padding: usize) -> Self {
-        ConvSpec { stride, padding, ..self }
+        ConvSpec {
+            stride,
+            padding,
+            ..self
+        }
     }
     pub fn weight_norm(self) -> Self {
-        ConvSpec { weight_norm: true, ..self }
+        ConvSpec {
+            weight_norm: true,
+            ..self
+        }
     }
 }
 
@@ -380,10 +436,26 @@ impl<B: Backend> Conv1d<B> {
         Self::with_fill(b, name, spec, Fill::fan_in(fan_in), Fill::fan_in(fan_in))
     }
 
-    pub fn with_fill(b: &Builder<B>, name: &str, spec: ConvSpec, weight: Fill, bias_fill: Fill) -> Result<Self, TensorError> {
+    pub fn with_fill(
+        b: &Builder<B>,
+        name: &str,
+        spec: ConvSpec,
+        weight: Fill,
+        bias_fill: Fill,
+    ) -> Result<Self, TensorError> {
         Ok(Conv1d {
-            weight: ConvWeight::build(b, name, [spec.output, spec.input, spec.kernel], weight, spec.weight_norm)?,
-            bias: if spec.bias { Some(bias(b, name, spec.output, bias_fill)?) } else { None },
+            weight: ConvWeight::build(
+                b,
+                name,
+                [spec.output, spec.input, spec.kernel],
+                weight,
+                spec.weight_norm,
+            )?,
+            bias: if spec.bias {
+                Some(bias(b, name, spec.output, bias_fill)?)
+            } else {
+                None
+            },
             stride: spec.stride,
             padding: spec.padding,
             dilation: spec.dilation,
@@ -392,7 +464,13 @@ impl<B: Backend> Conv1d<B> {
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = pad_zeros(x, self.padding, self.padding);
-        conv1d(x, self.weight.get(), self.bias.as_ref().map(|b| b.val()), self.stride, self.dilation)
+        conv1d(
+            x,
+            self.weight.get(),
+            self.bias.as_ref().map(|b| b.val()),
+            self.stride,
+            self.dilation,
+        )
     }
 }
 
@@ -410,15 +488,31 @@ impl<B: Backend> ConvTranspose1d<B> {
         // PyTorch computes the fan-in of a transposed conv weight [in, out, k] as out * k.
         let fan_in = spec.output * spec.kernel;
         Ok(ConvTranspose1d {
-            weight: ConvWeight::build(b, name, [spec.input, spec.output, spec.kernel], Fill::fan_in(fan_in), spec.weight_norm)?,
-            bias: if spec.bias { Some(bias(b, name, spec.output, Fill::fan_in(fan_in))?) } else { None },
+            weight: ConvWeight::build(
+                b,
+                name,
+                [spec.input, spec.output, spec.kernel],
+                Fill::fan_in(fan_in),
+                spec.weight_norm,
+            )?,
+            bias: if spec.bias {
+                Some(bias(b, name, spec.output, Fill::fan_in(fan_in))?)
+            } else {
+                None
+            },
             stride: spec.stride,
             padding: spec.padding,
         })
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
-        conv_transpose1d(x, self.weight.get(), self.bias.as_ref().map(|b| b.val()), self.stride, self.padding)
+        conv_transpose1d(
+            x,
+            self.weight.get(),
+            self.bias.as_ref().map(|b| b.val()),
+            self.stride,
+            self.padding,
+        )
     }
 }
 
@@ -445,7 +539,13 @@ impl<B: Backend> Conv2d<B> {
     ) -> Result<Self, TensorError> {
         let fan_in = input * kernel[0] * kernel[1];
         Ok(Conv2d {
-            weight: ConvWeight::build(b, name, [output, input, kernel[0], kernel[1]], Fill::fan_in(fan_in), weight_norm)?,
+            weight: ConvWeight::build(
+                b,
+                name,
+                [output, input, kernel[0], kernel[1]],
+                Fill::fan_in(fan_in),
+                weight_norm,
+            )?,
             bias: bias(b, name, output, Fill::fan_in(fan_in))?,
             stride,
             padding,
@@ -512,11 +612,18 @@ pub fn pad_reflect<B: Backend>(x: Tensor<B, 3>, left: usize, right: usize) -> Te
     let [batch, channels, time] = x.dims();
     let mut parts = Vec::with_capacity(3);
     if left > 0 {
-        parts.push(x.clone().slice([0..batch, 0..channels, 1..left + 1]).flip([2]));
+        parts.push(
+            x.clone()
+                .slice([0..batch, 0..channels, 1..left + 1])
+                .flip([2]),
+        );
     }
     parts.push(x.clone());
     if right > 0 {
-        parts.push(x.slice([0..batch, 0..channels, time - 1 - right..time - 1]).flip([2]));
+        parts.push(
+            x.slice([0..batch, 0..channels, time - 1 - right..time - 1])
+                .flip([2]),
+        );
     }
     Tensor::cat(parts, 2)
 }
@@ -549,7 +656,10 @@ pub fn conv1d<B: Backend>(
                 x.clone().slice([
                     Slice::from(0..batch),
                     Slice::from(0..input),
-                    Slice::from_range_stepped(start..start + stride * (out_len - 1) + 1, stride as isize),
+                    Slice::from_range_stepped(
+                        start..start + stride * (out_len - 1) + 1,
+                        stride as isize,
+                    ),
                 ])
             })
             .collect();
@@ -615,7 +725,11 @@ pub fn overlap_add<B: Backend>(taps: Tensor<B, 4>, stride: usize) -> Tensor<B, 3
         });
     }
     let sum = sum.expect("kernel >= 1");
-    sum.slice([0..batch, 0..channels, 0..full_len.min((time - 1) * stride + kernel)])
+    sum.slice([
+        0..batch,
+        0..channels,
+        0..full_len.min((time - 1) * stride + kernel),
+    ])
 }
 
 /// Mish, with a softplus that cannot overflow: relu(x) + log1p(exp(-|x|)).
@@ -668,8 +782,20 @@ mod tests {
         // x [1, 2, 5], w [3, 2, 3], stride 2, dilation 1, padding 1.
         let x: Vec<f32> = (0..10).map(|i| (i as f32 * 0.37).sin()).collect();
         let w: Vec<f32> = (0..18).map(|i| (i as f32 * 0.11).cos()).collect();
-        let y = host(conv1d(pad_zeros(t3(x.clone(), [1, 2, 5]), 1, 1), t3(w.clone(), [3, 2, 3]), None, 2, 1));
-        let xp = |c: usize, t: isize| if (0..5).contains(&t) { x[c * 5 + t as usize] } else { 0.0 };
+        let y = host(conv1d(
+            pad_zeros(t3(x.clone(), [1, 2, 5]), 1, 1),
+            t3(w.clone(), [3, 2, 3]),
+            None,
+            2,
+            1,
+        ));
+        let xp = |c: usize, t: isize| {
+            if (0..5).contains(&t) {
+                x[c * 5 + t as usize]
+            } else {
+                0.0
+            }
+        };
         for o in 0..3 {
             for t in 0..3 {
                 let direct: f32 = (0..2)
@@ -681,7 +807,13 @@ mod tests {
         }
         // Transposed: w [2 in, 3 out, 4 k], stride 2, padding 1 -> length (5-1)*2 + 4 - 2 = 10.
         let wt: Vec<f32> = (0..24).map(|i| (i as f32 * 0.23).sin()).collect();
-        let y = host(conv_transpose1d(t3(x.clone(), [1, 2, 5]), t3(wt.clone(), [2, 3, 4]), None, 2, 1));
+        let y = host(conv_transpose1d(
+            t3(x.clone(), [1, 2, 5]),
+            t3(wt.clone(), [2, 3, 4]),
+            None,
+            2,
+            1,
+        ));
         assert_eq!(y.len(), 30);
         let mut direct = vec![0f32; 3 * 12];
         for c in 0..2 {

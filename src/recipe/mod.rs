@@ -642,7 +642,15 @@ fn read_decoder(s: &Section, template: bool, paths: PathCheck) -> DecoderConfig 
         2,
         false,
     );
-    let hift = read_decoder_part(&s.section("hift"), 2e-4, ScheduleKind::Constant, 0, 5.0, 1, true);
+    let hift = read_decoder_part(
+        &s.section("hift"),
+        2e-4,
+        ScheduleKind::Constant,
+        0,
+        5.0,
+        1,
+        true,
+    );
     s.finish();
     DecoderConfig {
         config,

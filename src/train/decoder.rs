@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::AutodiffBackend;
 
 use super::flow::train_flow;
-use super::part::PartReport;
 use super::lm::Resume;
+use super::part::PartReport;
 use super::vocoder::train_vocoder;
 use crate::data::decoder_data::DecoderData;
 use crate::models::decoder::{read_config, save_decoder};
@@ -31,14 +31,38 @@ pub fn train_decoder<B: AutodiffBackend>(
     stage_dir: &Path,
     resume: &Resume,
 ) -> Result<DecoderReport, String> {
-    let config_file = recipe.decoder.config.as_ref().ok_or("decoder.config is not set (a GLM-4-Voice-Decoder config.yaml)")?;
+    let config_file = recipe
+        .decoder
+        .config
+        .as_ref()
+        .ok_or("decoder.config is not set (a GLM-4-Voice-Decoder config.yaml)")?;
     let config = read_config(config_file)?;
     let data = DecoderData::load(recipe)?;
-    tracing::info!(train = data.train.len(), held_out = data.validation.len(), seconds = data.seconds, "stage two data");
-    let (flow, flow_report) = train_flow::<B>(recipe, &config, &data, device, &stage_dir.join("flow"), resume)?;
-    let (hift, vocoder_report) = train_vocoder::<B>(recipe, &config, &data, device, &stage_dir.join("hift"), resume)?;
+    tracing::info!(
+        train = data.train.len(),
+        held_out = data.validation.len(),
+        seconds = data.seconds,
+        "stage two data"
+    );
+    let (flow, flow_report) = train_flow::<B>(
+        recipe,
+        &config,
+        &data,
+        device,
+        &stage_dir.join("flow"),
+        resume,
+    )?;
+    let (hift, vocoder_report) = train_vocoder::<B>(
+        recipe,
+        &config,
+        &data,
+        device,
+        &stage_dir.join("hift"),
+        resume,
+    )?;
     let model_dir = stage_dir.join("model");
-    save_decoder(&model_dir, config_file, &flow, &hift).map_err(|e| format!("cannot write {}: {e}", model_dir.display()))?;
+    save_decoder(&model_dir, config_file, &flow, &hift)
+        .map_err(|e| format!("cannot write {}: {e}", model_dir.display()))?;
     Ok(DecoderReport {
         flow: flow_report,
         vocoder: vocoder_report,

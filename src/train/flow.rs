@@ -18,7 +18,10 @@ use serde::Serialize;
 use super::grads::clip;
 use super::lm::Resume;
 use super::metrics::MetricsLog;
-use super::part::{fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport, PartState};
+use super::part::{
+    fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport,
+    PartState,
+};
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
 use crate::checkpoint::named::save_named;
@@ -50,7 +53,13 @@ struct FlowBatch<B: Backend> {
     keep: Vec<bool>,
 }
 
-fn flow_batch<B: Backend>(items: &[&Utterance], rng: &mut Rng, cfg_rate: f64, mel_bins: usize, device: &B::Device) -> FlowBatch<B> {
+fn flow_batch<B: Backend>(
+    items: &[&Utterance],
+    rng: &mut Rng,
+    cfg_rate: f64,
+    mel_bins: usize,
+    device: &B::Device,
+) -> FlowBatch<B> {
     let batch = items.len();
     let n = items.iter().map(|u| u.tokens.len()).max().unwrap_or(1);
     let frames = items.iter().map(|u| u.frames).max().unwrap_or(1);
@@ -62,7 +71,11 @@ fn flow_batch<B: Backend>(items: &[&Utterance], rng: &mut Rng, cfg_rate: f64, me
             ids[b * n + i] = t as i64;
         }
         // The prompt condition: none with probability 0.5, else the first U{0..0.8 len} frames.
-        let prompt = if rng.uniform() < 0.5 { 0 } else { rng.below_or_equal((0.8 * u.frames as f64) as usize) };
+        let prompt = if rng.uniform() < 0.5 {
+            0
+        } else {
+            rng.below_or_equal((0.8 * u.frames as f64) as usize)
+        };
         for c in 0..mel_bins {
             for f in 0..u.frames {
                 let v = u.mel[c * u.frames + f];
@@ -100,18 +113,34 @@ fn batch_loss<B: Backend>(flow: &Flow<B>, b: FlowBatch<B>) -> Tensor<B, 1> {
 
 /// The flow objective on held-out utterances with fixed draws (comparable across steps),
 /// averaged over mel frames.
-pub fn eval_flow<B: Backend>(flow: &Flow<B>, items: &[Utterance], max_frames: usize, seed: u64, cfg_rate: f64, device: &B::Device) -> f64 {
+pub fn eval_flow<B: Backend>(
+    flow: &Flow<B>,
+    items: &[Utterance],
+    max_frames: usize,
+    seed: u64,
+    cfg_rate: f64,
+    device: &B::Device,
+) -> f64 {
     let lengths: Vec<usize> = items.iter().map(|u| u.frames).collect();
     let (mut total, mut frames) = (0.0, 0usize);
     for (i, batch) in frame_batches(&lengths, max_frames, seed).iter().enumerate() {
         let chosen: Vec<&Utterance> = batch.iter().map(|&j| &items[j]).collect();
         let mut rng = Rng::for_step(seed, EVAL_STREAM, i as u64);
         let n: usize = chosen.iter().map(|u| u.frames).sum();
-        let loss: f64 = batch_loss(flow, flow_batch::<B>(&chosen, &mut rng, cfg_rate, flow.mel_bins, device)).into_scalar().elem();
+        let loss: f64 = batch_loss(
+            flow,
+            flow_batch::<B>(&chosen, &mut rng, cfg_rate, flow.mel_bins, device),
+        )
+        .into_scalar()
+        .elem();
         total += loss * n as f64;
         frames += n;
     }
-    if frames == 0 { f64::NAN } else { total / frames as f64 }
+    if frames == 0 {
+        f64::NAN
+    } else {
+        total / frames as f64
+    }
 }
 
 #[derive(Serialize)]
@@ -152,17 +181,27 @@ pub fn train_flow<B: AutodiffBackend>(
     let Named { mut model, names } = match &from {
         None => fresh_flow::<B>(config, recipe.seed, device),
         Some(dir) => {
-            check_resumable(recipe, &dir.join("recipe.resolved.yaml"), ResumeSection::Flow)?;
+            check_resumable(
+                recipe,
+                &dir.join("recipe.resolved.yaml"),
+                ResumeSection::Flow,
+            )?;
             let store = TensorStore::open(&[dir.join(FLOW_FILE)]).map_err(|e| e.to_string())?;
             let builder = Builder::load(&store, device);
-            let model = Flow::new(&builder, &config.flow).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let record = recorder.load(dir.join("optimizer"), device).map_err(|e| format!("{}: optimizer state: {e}", dir.display()))?;
+            let model =
+                Flow::new(&builder, &config.flow).map_err(|e| format!("{}: {e}", dir.display()))?;
+            let record = recorder
+                .load(dir.join("optimizer"), device)
+                .map_err(|e| format!("{}: optimizer state: {e}", dir.display()))?;
             optimizer = optimizer.load_record(record);
             state = read_state(dir)?;
             if state.step < total {
                 tracing::info!(step = state.step, from = %dir.display(), "resuming the decoder flow");
             }
-            Named { model, names: builder.into_names() }
+            Named {
+                model,
+                names: builder.into_names(),
+            }
         }
     };
     let mut report = PartReport {
@@ -177,27 +216,51 @@ pub fn train_flow<B: AutodiffBackend>(
         return Ok((Named { model, names }, report));
     }
     let params = named_params(&model);
-    let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step)).map_err(|e| e.to_string())?;
-    let log_error = |e: std::io::Error| format!("cannot write {}: {e}", stage_dir.join("metrics.jsonl").display());
+    let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step))
+        .map_err(|e| e.to_string())?;
+    let log_error = |e: std::io::Error| {
+        format!(
+            "cannot write {}: {e}",
+            stage_dir.join("metrics.jsonl").display()
+        )
+    };
     let nan_steps = fault_steps("ARP_FAULT_FLOW_NAN_STEPS");
     let abort_in_checkpoint = fault_steps("ARP_FAULT_FLOW_ABORT_IN_CHECKPOINT");
-    let save = |state: &PartState, model: &Flow<B>, optimizer: &burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Flow<B>, B>, abort: bool| {
-        checkpoints
-            .save(state.step, |dir| {
-                save_named(model, &names, &dir.join(FLOW_FILE))?;
-                if abort {
-                    std::process::abort();
-                }
-                recorder.record(optimizer.to_record(), dir.join("optimizer")).map_err(std::io::Error::other)?;
-                std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
-                std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
-            })
-            .map(|_| ())
-            .map_err(|e| format!("cannot write a checkpoint under {}: {e}", stage_dir.display()))
-    };
+    let save =
+        |state: &PartState,
+         model: &Flow<B>,
+         optimizer: &burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Flow<B>, B>,
+         abort: bool| {
+            checkpoints
+                .save(state.step, |dir| {
+                    save_named(model, &names, &dir.join(FLOW_FILE))?;
+                    if abort {
+                        std::process::abort();
+                    }
+                    recorder
+                        .record(optimizer.to_record(), dir.join("optimizer"))
+                        .map_err(std::io::Error::other)?;
+                    std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
+                    std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
+                })
+                .map(|_| ())
+                .map_err(|e| {
+                    format!(
+                        "cannot write a checkpoint under {}: {e}",
+                        stage_dir.display()
+                    )
+                })
+        };
     let eval = |model: &Flow<B>| {
         (!data.validation.is_empty()).then(|| {
-            eval_flow(&model.valid(), &data.validation, part.max_frames_per_batch, recipe.seed, cfg_rate, device)
+            eval_flow(
+                &model.valid(),
+                &data.validation,
+                part.max_frames_per_batch,
+                recipe.seed,
+                cfg_rate,
+                device,
+            )
         })
     };
     initial_eval(&state, &mut report, &mut log, || eval(&model))?;
@@ -206,7 +269,11 @@ pub fn train_flow<B: AutodiffBackend>(
     let (mut step, mut epoch, mut first_group) = (state.step, state.epoch, state.next_group);
     let mut consecutive_bad = state.consecutive_bad;
     'epochs: while step < total {
-        let batches = frame_batches(&lengths, part.max_frames_per_batch, recipe.seed.wrapping_add(epoch as u64));
+        let batches = frame_batches(
+            &lengths,
+            part.max_frames_per_batch,
+            recipe.seed.wrapping_add(epoch as u64),
+        );
         let groups: Vec<&[Vec<usize>]> = batches.chunks(train_cfg.gradient_accumulation).collect();
         for (group_index, group) in groups.iter().enumerate().skip(first_group) {
             if step >= total {
@@ -219,7 +286,10 @@ pub fn train_flow<B: AutodiffBackend>(
             for batch in group.iter() {
                 let items: Vec<&Utterance> = batch.iter().map(|&i| &data.train[i]).collect();
                 frames += items.iter().map(|u| u.frames).sum::<usize>();
-                let mut loss = batch_loss(&model, flow_batch::<B>(&items, &mut rng, cfg_rate, model.mel_bins, device)) / group.len() as f64;
+                let mut loss = batch_loss(
+                    &model,
+                    flow_batch::<B>(&items, &mut rng, cfg_rate, model.mel_bins, device),
+                ) / group.len() as f64;
                 if nan_steps.contains(&(step + 1)) {
                     loss = loss * f64::NAN;
                 }
@@ -229,12 +299,21 @@ pub fn train_flow<B: AutodiffBackend>(
                     break;
                 }
                 group_loss += value;
-                accumulator.accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
+                accumulator
+                    .accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
             }
             let mut grads = accumulator.grads();
-            let norm = if finite { clip::<B>(&mut grads, &params, train_cfg.clip_grad_norm) } else { f64::NAN };
+            let norm = if finite {
+                clip::<B>(&mut grads, &params, train_cfg.clip_grad_norm)
+            } else {
+                f64::NAN
+            };
             let last_group = group_index + 1 == groups.len();
-            let next = |step: usize, losses: &[f64], evals: &[(usize, f64)], skipped: usize, bad: usize| PartState {
+            let next = |step: usize,
+                        losses: &[f64],
+                        evals: &[(usize, f64)],
+                        skipped: usize,
+                        bad: usize| PartState {
                 step,
                 epoch: if last_group { epoch + 1 } else { epoch },
                 next_group: if last_group { 0 } else { group_index + 1 },
@@ -246,10 +325,26 @@ pub fn train_flow<B: AutodiffBackend>(
             if !finite || !norm.is_finite() {
                 consecutive_bad += 1;
                 report.skipped_steps += 1;
-                tracing::warn!(step, loss = group_loss, grad_norm = norm, "decoder flow: non-finite loss or gradient norm: step skipped");
+                tracing::warn!(
+                    step,
+                    loss = group_loss,
+                    grad_norm = norm,
+                    "decoder flow: non-finite loss or gradient norm: step skipped"
+                );
                 if consecutive_bad >= train_cfg.max_nonfinite_steps {
                     bar.finish_and_clear();
-                    save(&next(step + 1, &report.losses, &report.eval_losses, report.skipped_steps, 0), &model, &optimizer, false)?;
+                    save(
+                        &next(
+                            step + 1,
+                            &report.losses,
+                            &report.eval_losses,
+                            report.skipped_steps,
+                            0,
+                        ),
+                        &model,
+                        &optimizer,
+                        false,
+                    )?;
                     return Err(format!(
                         "{consecutive_bad} consecutive decoder flow steps had a non-finite loss or gradient norm (last at step {step}); \
                          stopping with a checkpoint of the last good weights. Lower decoder.flow.optimizer.lr, check the data, or raise decoder.flow.max_nonfinite_steps"
@@ -264,7 +359,11 @@ pub fn train_flow<B: AutodiffBackend>(
             model = optimizer.step(lr, model, grads);
             step += 1;
             report.losses.push(group_loss);
-            let eval_loss = if step % train_cfg.eval_every == 0 || step == total { eval(&model) } else { None };
+            let eval_loss = if step % train_cfg.eval_every == 0 || step == total {
+                eval(&model)
+            } else {
+                None
+            };
             if let Some(loss) = eval_loss {
                 report.eval_losses.push((step, loss));
             }
@@ -282,13 +381,30 @@ pub fn train_flow<B: AutodiffBackend>(
             })
             .map_err(log_error)?;
             if step % train_cfg.checkpoint_every == 0 || step == total {
-                state = next(step, &report.losses, &report.eval_losses, report.skipped_steps, 0);
-                save(&state, &model, &optimizer, abort_in_checkpoint.contains(&step))?;
+                state = next(
+                    step,
+                    &report.losses,
+                    &report.eval_losses,
+                    report.skipped_steps,
+                    0,
+                );
+                save(
+                    &state,
+                    &model,
+                    &optimizer,
+                    abort_in_checkpoint.contains(&step),
+                )?;
             }
             bar.set_message(format!("loss {group_loss:.4}"));
             bar.inc(1);
             if step % train_cfg.log_every == 0 {
-                tracing::info!(step, loss = group_loss, lr, grad_norm = norm, "decoder flow");
+                tracing::info!(
+                    step,
+                    loss = group_loss,
+                    lr,
+                    grad_norm = norm,
+                    "decoder flow"
+                );
             }
         }
         epoch += 1;

@@ -30,7 +30,11 @@ pub fn grad_norm<B: AutodiffBackend>(grads: &GradientsParams, params: &[NamedPar
 }
 
 /// Multiplies every gradient of `params` by `factor`.
-pub fn scale_grads<B: AutodiffBackend>(grads: &mut GradientsParams, params: &[NamedParam], factor: f64) {
+pub fn scale_grads<B: AutodiffBackend>(
+    grads: &mut GradientsParams,
+    params: &[NamedParam],
+    factor: f64,
+) {
     for p in params.iter().filter(|p| p.trainable) {
         macro_rules! try_rank {
             ($($d:literal),*) => {$(
@@ -45,7 +49,11 @@ pub fn scale_grads<B: AutodiffBackend>(grads: &mut GradientsParams, params: &[Na
 }
 
 /// Clips to `max` (when set) and returns the norm before clipping.
-pub fn clip<B: AutodiffBackend>(grads: &mut GradientsParams, params: &[NamedParam], max: Option<f64>) -> f64 {
+pub fn clip<B: AutodiffBackend>(
+    grads: &mut GradientsParams,
+    params: &[NamedParam],
+    max: Option<f64>,
+) -> f64 {
     let norm = grad_norm::<B>(grads, params);
     if let Some(max) = max {
         if norm.is_finite() && norm > max {

@@ -17,9 +17,9 @@ use serde::Deserialize;
 
 use super::checkpoints::Checkpoints;
 use super::grads::{grad_norm, scale_grads};
+use super::metrics::MetricsLog;
 use super::part::fault_steps;
 use super::resume::{check_resumable, ResumeSection};
-use super::metrics::MetricsLog;
 use super::schedule::learning_rate;
 use crate::data::cache::stable_hash;
 use crate::data::samples::{

@@ -10,8 +10,8 @@ pub mod metrics;
 pub mod part;
 pub mod plot;
 pub mod resume;
-pub mod vocoder;
 pub mod schedule;
+pub mod vocoder;
 
 /// The optimizer every stage uses, from a recipe's `optimizer` section. `adam` is AdamW with the
 /// given weight decay (0 by default, which is Adam).

@@ -48,13 +48,23 @@ pub fn fault_steps(var: &str) -> Vec<usize> {
 pub fn total_steps(train: &TrainingConfig, batches_per_epoch: usize) -> usize {
     match train.length {
         Length::Steps(n) => n,
-        Length::Epochs(e) => e * batches_per_epoch.div_ceil(train.gradient_accumulation).max(1),
+        Length::Epochs(e) => {
+            e * batches_per_epoch
+                .div_ceil(train.gradient_accumulation)
+                .max(1)
+        }
     }
 }
 
 /// Opens a part's checkpoint directory and decides what to start from.
-pub fn starting_point(stage_dir: &Path, part: &DecoderPartConfig, resume: &Resume, label: &str) -> Result<(Checkpoints, Option<PathBuf>), String> {
-    let checkpoints = Checkpoints::open(stage_dir, part.train.keep_last_n).map_err(|e| format!("{}: {e}", stage_dir.display()))?;
+pub fn starting_point(
+    stage_dir: &Path,
+    part: &DecoderPartConfig,
+    resume: &Resume,
+    label: &str,
+) -> Result<(Checkpoints, Option<PathBuf>), String> {
+    let checkpoints = Checkpoints::open(stage_dir, part.train.keep_last_n)
+        .map_err(|e| format!("{}: {e}", stage_dir.display()))?;
     let from = match resume {
         Resume::No => {
             if let Some((step, _)) = checkpoints.latest() {
@@ -78,12 +88,18 @@ pub fn starting_point(stage_dir: &Path, part: &DecoderPartConfig, resume: &Resum
 }
 
 pub fn read_state(dir: &Path) -> Result<PartState, String> {
-    let text = std::fs::read_to_string(dir.join("trainer_state.json")).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let text = std::fs::read_to_string(dir.join("trainer_state.json"))
+        .map_err(|e| format!("{}: {e}", dir.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: trainer_state.json: {e}", dir.display()))
 }
 
 /// The held-out score before any training (step 0 of the curve), for a fresh run.
-pub fn initial_eval(state: &PartState, report: &mut PartReport, log: &mut MetricsLog, eval: impl FnOnce() -> Option<f64>) -> Result<(), String> {
+pub fn initial_eval(
+    state: &PartState,
+    report: &mut PartReport,
+    log: &mut MetricsLog,
+    eval: impl FnOnce() -> Option<f64>,
+) -> Result<(), String> {
     if state.step == 0 {
         if let Some(loss) = eval() {
             report.eval_losses.push((0, loss));
@@ -95,8 +111,18 @@ pub fn initial_eval(state: &PartState, report: &mut PartReport, log: &mut Metric
 }
 
 /// Writes the part's `loss.svg` and stamps the report's wall time.
-pub fn finish(report: &mut PartReport, stage_dir: &Path, title: &str, started: Instant) -> Result<(), String> {
-    let curve: Vec<(usize, f64)> = report.losses.iter().enumerate().map(|(i, l)| (i + 1, *l)).collect();
+pub fn finish(
+    report: &mut PartReport,
+    stage_dir: &Path,
+    title: &str,
+    started: Instant,
+) -> Result<(), String> {
+    let curve: Vec<(usize, f64)> = report
+        .losses
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i + 1, *l))
+        .collect();
     let plot = stage_dir.join("loss.svg");
     super::plot::write_loss_svg(&plot, title, &curve, &report.eval_losses)
         .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;

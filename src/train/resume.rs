@@ -43,7 +43,11 @@ fn identity(recipe: &Recipe, section: ResumeSection) -> serde_json::Value {
             lm
         }
         ResumeSection::Flow | ResumeSection::Hift => {
-            let (keep, drop) = if section == ResumeSection::Flow { ("flow", "hift") } else { ("hift", "flow") };
+            let (keep, drop) = if section == ResumeSection::Flow {
+                ("flow", "hift")
+            } else {
+                ("hift", "flow")
+            };
             let mut decoder = serde_json::to_value(&recipe.decoder).expect("recipes serialize");
             if let Some(map) = decoder.as_object_mut() {
                 map.remove(drop);
@@ -66,7 +70,11 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, S
     match value {
         serde_json::Value::Object(map) => {
             for (k, v) in map {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -78,9 +86,18 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, S
 
 /// Refuses a checkpoint made with different model or data settings, listing the differences;
 /// changed optimizer or schedule settings are allowed with a warning.
-pub fn check_resumable(current: &Recipe, checkpoint_recipe: &Path, section: ResumeSection) -> Result<(), String> {
+pub fn check_resumable(
+    current: &Recipe,
+    checkpoint_recipe: &Path,
+    section: ResumeSection,
+) -> Result<(), String> {
     let saved = Recipe::load(checkpoint_recipe, &[], crate::recipe::PathCheck::Lenient)
-        .map_err(|e| format!("cannot read the checkpoint's recipe {}: {e}", checkpoint_recipe.display()))?
+        .map_err(|e| {
+            format!(
+                "cannot read the checkpoint's recipe {}: {e}",
+                checkpoint_recipe.display()
+            )
+        })?
         .recipe;
     let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
     flatten("", &identity(&saved, section), &mut a);
@@ -112,7 +129,8 @@ pub fn check_resumable(current: &Recipe, checkpoint_recipe: &Path, section: Resu
     }
     let changed = match section {
         ResumeSection::Lm => {
-            saved.lm.train.optimizer != current.lm.train.optimizer || saved.lm.train.schedule != current.lm.train.schedule
+            saved.lm.train.optimizer != current.lm.train.optimizer
+                || saved.lm.train.schedule != current.lm.train.schedule
         }
         ResumeSection::Flow => {
             saved.decoder.flow.train.optimizer != current.decoder.flow.train.optimizer

@@ -19,10 +19,13 @@ use burn::tensor::{ElementConversion, Tensor, TensorData};
 use serde::Serialize;
 
 use super::flow::EVAL_STREAM;
-use super::part::{fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport, PartState};
 use super::grads::clip;
 use super::lm::Resume;
 use super::metrics::MetricsLog;
+use super::part::{
+    fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport,
+    PartState,
+};
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
 use crate::audio::mel::slaney_matrix;
@@ -71,19 +74,33 @@ impl<B: Backend> LossMel<B> {
         }
         LossMel {
             basis: Tensor::from_data(TensorData::new(basis, [2 * bins, 1, n_fft]), device),
-            filters: Tensor::from_data(TensorData::new(slaney_matrix(22050, n_fft, 80, 0.0, 11025.0), [80, bins]), device),
+            filters: Tensor::from_data(
+                TensorData::new(slaney_matrix(22050, n_fft, 80, 0.0, 11025.0), [80, bins]),
+                device,
+            ),
         }
     }
 
     /// wave [b, samples] -> ln(max(mel, 1e-5)) [b, 80, frames].
     pub fn log_mel(&self, wave: Tensor<B, 2>) -> Tensor<B, 3> {
-        let spec = conv1d(pad_reflect(wave.unsqueeze_dim(1), 384, 384), self.basis.clone(), None, 256, 1);
+        let spec = conv1d(
+            pad_reflect(wave.unsqueeze_dim(1), 384, 384),
+            self.basis.clone(),
+            None,
+            256,
+            1,
+        );
         let [batch, rows, frames] = spec.dims();
         let bins = rows / 2;
         let re = spec.clone().slice([0..batch, 0..bins, 0..frames]);
         let im = spec.slice([0..batch, bins..rows, 0..frames]);
         let magnitude = (re.powi_scalar(2) + im.powi_scalar(2) + 1e-9).sqrt();
-        self.filters.clone().unsqueeze::<3>().matmul(magnitude).clamp_min(1e-5).log()
+        self.filters
+            .clone()
+            .unsqueeze::<3>()
+            .matmul(magnitude)
+            .clamp_min(1e-5)
+            .log()
     }
 }
 
@@ -106,7 +123,11 @@ fn crops(items: &[&Utterance], frames: usize, hop: usize, rng: &mut Rng) -> Crop
         frames,
     };
     for (b, u) in items.iter().enumerate() {
-        let start = if u.frames > frames { rng.below_or_equal(u.frames - frames) } else { 0 };
+        let start = if u.frames > frames {
+            rng.below_or_equal(u.frames - frames)
+        } else {
+            0
+        };
         let take = frames.min(u.frames - start);
         for ch in 0..80 {
             for f in 0..take {
@@ -127,7 +148,12 @@ fn crops(items: &[&Utterance], frames: usize, hop: usize, rng: &mut Rng) -> Crop
 
 /// Audio from mel: F0 predicted from the mel, its harmonic source (noise from `rng`), the
 /// generator. Returns (waveform [b, samples], predicted F0 [b, frames]).
-pub fn vocode<B: Backend>(hift: &Hift<B>, c: &HiftConfig, mel: Tensor<B, 3>, rng: &mut Rng) -> (Tensor<B, 2>, Tensor<B, 2>) {
+pub fn vocode<B: Backend>(
+    hift: &Hift<B>,
+    c: &HiftConfig,
+    mel: Tensor<B, 3>,
+    rng: &mut Rng,
+) -> (Tensor<B, 2>, Tensor<B, 2>) {
     let [batch, _, frames] = mel.dims();
     let hop = c.samples_per_frame();
     let harmonics = c.nb_harmonics + 1;
@@ -136,9 +162,17 @@ pub fn vocode<B: Backend>(hift: &Hift<B>, c: &HiftConfig, mel: Tensor<B, 3>, rng
     let mut waves = Vec::with_capacity(batch * harmonics * frames * hop);
     for b in 0..batch {
         let draws = SourceNoise::draw(rng, harmonics, frames * hop);
-        waves.extend(harmonic_waves(&f0_host[b * frames..(b + 1) * frames], hop, c, &draws));
+        waves.extend(harmonic_waves(
+            &f0_host[b * frames..(b + 1) * frames],
+            hop,
+            c,
+            &draws,
+        ));
     }
-    let waves = Tensor::from_data(TensorData::new(waves, [batch, harmonics, frames * hop]), &mel.device());
+    let waves = Tensor::from_data(
+        TensorData::new(waves, [batch, harmonics, frames * hop]),
+        &mel.device(),
+    );
     (hift.decode(mel, hift.source(waves)), f0)
 }
 
@@ -154,7 +188,10 @@ fn scalar<B: Backend>(x: &Tensor<B, 1>) -> f64 {
 fn discriminator_loss<B: Backend>(real: &[Judgement<B>], fake: &[Judgement<B>]) -> Tensor<B, 1> {
     real.iter()
         .zip(fake)
-        .map(|(r, f)| mean(r.score.clone().neg().add_scalar(1.0).powi_scalar(2)) + mean(f.score.clone().powi_scalar(2)))
+        .map(|(r, f)| {
+            mean(r.score.clone().neg().add_scalar(1.0).powi_scalar(2))
+                + mean(f.score.clone().powi_scalar(2))
+        })
         .reduce(|a, b| a + b)
         .expect("at least one discriminator")
 }
@@ -192,7 +229,13 @@ fn tpr_loss<B: Backend>(real: &[Judgement<B>], fake: &[Judgement<B>]) -> Tensor<
         let count = below.clone().sum();
         let squared = (diff.sub_scalar(median).powi_scalar(2) * below).sum();
         let relative = squared / count.clamp_min(1.0);
-        let term = relative.clone().neg().add_scalar(TPR_TAU).clamp_min(0.0).neg().add_scalar(TPR_TAU);
+        let term = relative
+            .clone()
+            .neg()
+            .add_scalar(TPR_TAU)
+            .clamp_min(0.0)
+            .neg()
+            .add_scalar(TPR_TAU);
         total = Some(match total {
             Some(t) => t + term,
             None => term,
@@ -203,19 +246,37 @@ fn tpr_loss<B: Backend>(real: &[Judgement<B>], fake: &[Judgement<B>]) -> Tensor<
 
 /// Mean |log-mel(generated) - log-mel(reference)| over held-out utterances (whole utterances,
 /// fixed noise), weighted by frames.
-pub fn eval_vocoder<B: Backend>(hift: &Hift<B>, c: &HiftConfig, items: &[Utterance], loss_mel: &LossMel<B>, seed: u64, device: &B::Device) -> f64 {
+pub fn eval_vocoder<B: Backend>(
+    hift: &Hift<B>,
+    c: &HiftConfig,
+    items: &[Utterance],
+    loss_mel: &LossMel<B>,
+    seed: u64,
+    device: &B::Device,
+) -> f64 {
     let (mut total, mut frames) = (0.0, 0usize);
     for (i, u) in items.iter().enumerate() {
         let mut rng = Rng::for_step(seed, EVAL_STREAM + 1, i as u64);
         let crop = crops(&[u], u.frames, c.samples_per_frame(), &mut rng);
         let mel = Tensor::<B, 3>::from_data(TensorData::new(crop.mel, [1, 80, u.frames]), device);
-        let real = Tensor::<B, 2>::from_data(TensorData::new(crop.audio, [1, u.frames * c.samples_per_frame()]), device);
+        let real = Tensor::<B, 2>::from_data(
+            TensorData::new(crop.audio, [1, u.frames * c.samples_per_frame()]),
+            device,
+        );
         let (fake, _) = vocode(hift, c, mel, &mut rng);
-        let l1: f64 = (loss_mel.log_mel(fake) - loss_mel.log_mel(real)).abs().mean().into_scalar().elem();
+        let l1: f64 = (loss_mel.log_mel(fake) - loss_mel.log_mel(real))
+            .abs()
+            .mean()
+            .into_scalar()
+            .elem();
         total += l1 * u.frames as f64;
         frames += u.frames;
     }
-    if frames == 0 { f64::NAN } else { total / frames as f64 }
+    if frames == 0 {
+        f64::NAN
+    } else {
+        total / frames as f64
+    }
 }
 
 #[derive(Serialize)]
@@ -273,27 +334,57 @@ pub fn train_vocoder<B: AutodiffBackend>(
         None => {
             let b = Builder::random(recipe.seed ^ 0xD15C, device);
             let d = Discriminators::new(&b, channels).expect("random weights cannot be missing");
-            (fresh_hift::<B>(config, recipe.seed, device), Named { model: d, names: b.into_names() })
+            (
+                fresh_hift::<B>(config, recipe.seed, device),
+                Named {
+                    model: d,
+                    names: b.into_names(),
+                },
+            )
         }
         Some(dir) => {
-            check_resumable(recipe, &dir.join("recipe.resolved.yaml"), ResumeSection::Hift)?;
+            check_resumable(
+                recipe,
+                &dir.join("recipe.resolved.yaml"),
+                ResumeSection::Hift,
+            )?;
             let open = |file: &str| TensorStore::open(&[dir.join(file)]).map_err(|e| e.to_string());
             let (gs, ds) = (open(HIFT_FILE)?, open(DISCRIMINATORS_FILE)?);
             let (gb, db) = (Builder::load(&gs, device), Builder::load(&ds, device));
             let g = Hift::new(&gb, c).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let d = Discriminators::new(&db, channels).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let load = |name: &str| recorder.load(dir.join(name), device).map_err(|e| format!("{}: {name}: {e}", dir.display()));
+            let d = Discriminators::new(&db, channels)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            let load = |name: &str| {
+                recorder
+                    .load(dir.join(name), device)
+                    .map_err(|e| format!("{}: {name}: {e}", dir.display()))
+            };
             opt_g = opt_g.load_record(load("optimizer_generator")?);
             opt_d = opt_d.load_record(load("optimizer_discriminators")?);
             state = read_state(dir)?;
             if state.step < total {
                 tracing::info!(step = state.step, from = %dir.display(), "resuming the decoder vocoder");
             }
-            (Named { model: g, names: gb.into_names() }, Named { model: d, names: db.into_names() })
+            (
+                Named {
+                    model: g,
+                    names: gb.into_names(),
+                },
+                Named {
+                    model: d,
+                    names: db.into_names(),
+                },
+            )
         }
     };
-    let Named { model: mut hift, names: g_names } = generator;
-    let Named { model: mut disc, names: d_names } = discriminators;
+    let Named {
+        model: mut hift,
+        names: g_names,
+    } = generator;
+    let Named {
+        model: mut disc,
+        names: d_names,
+    } = discriminators;
     let mut report = PartReport {
         steps: state.step,
         losses: state.losses.clone(),
@@ -303,17 +394,34 @@ pub fn train_vocoder<B: AutodiffBackend>(
         already_done: state.step >= total,
     };
     if report.already_done {
-        return Ok((Named { model: hift, names: g_names }, report));
+        return Ok((
+            Named {
+                model: hift,
+                names: g_names,
+            },
+            report,
+        ));
     }
     let g_params = named_params(&hift);
     let d_params = named_params(&disc);
     let loss_mel = LossMel::<B>::new(device);
     let eval_mel = LossMel::<B::InnerBackend>::new(device);
-    let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step)).map_err(|e| e.to_string())?;
-    let log_error = |e: std::io::Error| format!("cannot write {}: {e}", stage_dir.join("metrics.jsonl").display());
+    let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step))
+        .map_err(|e| e.to_string())?;
+    let log_error = |e: std::io::Error| {
+        format!(
+            "cannot write {}: {e}",
+            stage_dir.join("metrics.jsonl").display()
+        )
+    };
     let nan_steps = fault_steps("ARP_FAULT_HIFT_NAN_STEPS");
     let abort_in_checkpoint = fault_steps("ARP_FAULT_HIFT_ABORT_IN_CHECKPOINT");
-    let save = |state: &PartState, hift: &Hift<B>, disc: &Discriminators<B>, opt_g: &Adam<Hift<B>, B>, opt_d: &Adam<Discriminators<B>, B>, abort: bool| {
+    let save = |state: &PartState,
+                hift: &Hift<B>,
+                disc: &Discriminators<B>,
+                opt_g: &Adam<Hift<B>, B>,
+                opt_d: &Adam<Discriminators<B>, B>,
+                abort: bool| {
         checkpoints
             .save(state.step, |dir| {
                 save_named(hift, &g_names, &dir.join(HIFT_FILE))?;
@@ -321,15 +429,35 @@ pub fn train_vocoder<B: AutodiffBackend>(
                     std::process::abort();
                 }
                 save_named(disc, &d_names, &dir.join(DISCRIMINATORS_FILE))?;
-                recorder.record(opt_g.to_record(), dir.join("optimizer_generator")).map_err(std::io::Error::other)?;
-                recorder.record(opt_d.to_record(), dir.join("optimizer_discriminators")).map_err(std::io::Error::other)?;
+                recorder
+                    .record(opt_g.to_record(), dir.join("optimizer_generator"))
+                    .map_err(std::io::Error::other)?;
+                recorder
+                    .record(opt_d.to_record(), dir.join("optimizer_discriminators"))
+                    .map_err(std::io::Error::other)?;
                 std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
                 std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
             })
             .map(|_| ())
-            .map_err(|e| format!("cannot write a checkpoint under {}: {e}", stage_dir.display()))
+            .map_err(|e| {
+                format!(
+                    "cannot write a checkpoint under {}: {e}",
+                    stage_dir.display()
+                )
+            })
     };
-    let eval = |hift: &Hift<B>| (!data.validation.is_empty()).then(|| eval_vocoder(&hift.valid(), c, &data.validation, &eval_mel, recipe.seed, device));
+    let eval = |hift: &Hift<B>| {
+        (!data.validation.is_empty()).then(|| {
+            eval_vocoder(
+                &hift.valid(),
+                c,
+                &data.validation,
+                &eval_mel,
+                recipe.seed,
+                device,
+            )
+        })
+    };
     initial_eval(&state, &mut report, &mut log, || eval(&hift))?;
     let bar = progress::bar(total as u64, "decoder vocoder");
     bar.set_position(state.step as u64);
@@ -351,31 +479,46 @@ pub fn train_vocoder<B: AutodiffBackend>(
             let mut rng = Rng::for_step(recipe.seed, VOCODER_STREAM, step as u64);
             let items: Vec<&Utterance> = batch.iter().map(|&i| &data.train[i]).collect();
             let crop = crops(&items, segment, hop, &mut rng);
-            let mel = Tensor::<B, 3>::from_data(TensorData::new(crop.mel, [crop.batch, 80, crop.frames]), device);
-            let real = Tensor::<B, 2>::from_data(TensorData::new(crop.audio, [crop.batch, crop.frames * hop]), device);
-            let f0_target = Tensor::<B, 2>::from_data(TensorData::new(crop.f0, [crop.batch, crop.frames]), device);
+            let mel = Tensor::<B, 3>::from_data(
+                TensorData::new(crop.mel, [crop.batch, 80, crop.frames]),
+                device,
+            );
+            let real = Tensor::<B, 2>::from_data(
+                TensorData::new(crop.audio, [crop.batch, crop.frames * hop]),
+                device,
+            );
+            let f0_target = Tensor::<B, 2>::from_data(
+                TensorData::new(crop.f0, [crop.batch, crop.frames]),
+                device,
+            );
             let (fake, f0_pred) = vocode(&hift, c, mel, &mut rng);
 
             // Discriminators: real vs detached fake.
             let d_real = disc.forward(real.clone());
             let d_fake = disc.forward(fake.clone().detach());
-            let mut d_loss = discriminator_loss(&d_real, &d_fake) + tpr_loss(&d_real, &d_fake) * TPR_WEIGHT;
+            let mut d_loss =
+                discriminator_loss(&d_real, &d_fake) + tpr_loss(&d_real, &d_fake) * TPR_WEIGHT;
             let last_batch = batch_index + 1 == batches.len();
-            let next = |step: usize, losses: &[f64], evals: &[(usize, f64)], skipped: usize| PartState {
-                step,
-                epoch: if last_batch { epoch + 1 } else { epoch },
-                next_group: if last_batch { 0 } else { batch_index + 1 },
-                skipped_steps: skipped,
-                consecutive_bad: 0,
-                losses: losses.to_vec(),
-                eval_losses: evals.to_vec(),
-            };
+            let next =
+                |step: usize, losses: &[f64], evals: &[(usize, f64)], skipped: usize| PartState {
+                    step,
+                    epoch: if last_batch { epoch + 1 } else { epoch },
+                    next_group: if last_batch { 0 } else { batch_index + 1 },
+                    skipped_steps: skipped,
+                    consecutive_bad: 0,
+                    losses: losses.to_vec(),
+                    eval_losses: evals.to_vec(),
+                };
             if nan_steps.contains(&(step + 1)) {
                 d_loss = d_loss * f64::NAN;
             }
             let d_value = scalar(&d_loss);
             let mut d_grads = GradientsParams::from_grads(d_loss.backward(), &disc);
-            let d_norm = if d_value.is_finite() { clip::<B>(&mut d_grads, &d_params, train_cfg.clip_grad_norm) } else { f64::NAN };
+            let d_norm = if d_value.is_finite() {
+                clip::<B>(&mut d_grads, &d_params, train_cfg.clip_grad_norm)
+            } else {
+                f64::NAN
+            };
 
             // The discriminators step first; the generator is then judged by the updated ones,
             // against constant judgements of the real audio.
@@ -400,10 +543,22 @@ pub fn train_vocoder<B: AutodiffBackend>(
                 let adversarial = generator_loss(&d_fake);
                 let features = feature_loss(&d_real_const, &d_fake);
                 let tpr = tpr_loss(&d_real_const, &d_fake);
-                let mel_l1 = (loss_mel.log_mel(fake) - loss_mel.log_mel(real)).abs().mean();
+                let mel_l1 = (loss_mel.log_mel(fake) - loss_mel.log_mel(real))
+                    .abs()
+                    .mean();
                 let f0_l1 = (f0_pred - f0_target).abs().mean();
-                values = [scalar(&adversarial), scalar(&features), scalar(&tpr), scalar(&mel_l1), scalar(&f0_l1)];
-                let g_loss = adversarial + features * FEATURE_WEIGHT + tpr * TPR_WEIGHT + mel_l1 * MEL_WEIGHT + f0_l1 * F0_WEIGHT;
+                values = [
+                    scalar(&adversarial),
+                    scalar(&features),
+                    scalar(&tpr),
+                    scalar(&mel_l1),
+                    scalar(&f0_l1),
+                ];
+                let g_loss = adversarial
+                    + features * FEATURE_WEIGHT
+                    + tpr * TPR_WEIGHT
+                    + mel_l1 * MEL_WEIGHT
+                    + f0_l1 * F0_WEIGHT;
                 g_value = scalar(&g_loss);
                 let mut grads = GradientsParams::from_grads(g_loss.backward(), &hift);
                 if g_value.is_finite() {
@@ -415,10 +570,27 @@ pub fn train_vocoder<B: AutodiffBackend>(
             if !(d_ok && g_value.is_finite() && g_norm.is_finite()) {
                 consecutive_bad += 1;
                 report.skipped_steps += 1;
-                tracing::warn!(step, generator_loss = g_value, discriminator_loss = d_value, "decoder vocoder: non-finite loss or gradient norm: step skipped");
+                tracing::warn!(
+                    step,
+                    generator_loss = g_value,
+                    discriminator_loss = d_value,
+                    "decoder vocoder: non-finite loss or gradient norm: step skipped"
+                );
                 if consecutive_bad >= train_cfg.max_nonfinite_steps {
                     bar.finish_and_clear();
-                    save(&next(step + 1, &report.losses, &report.eval_losses, report.skipped_steps), &hift, &disc, &opt_g, &opt_d, false)?;
+                    save(
+                        &next(
+                            step + 1,
+                            &report.losses,
+                            &report.eval_losses,
+                            report.skipped_steps,
+                        ),
+                        &hift,
+                        &disc,
+                        &opt_g,
+                        &opt_d,
+                        false,
+                    )?;
                     return Err(format!(
                         "{consecutive_bad} consecutive decoder vocoder steps had a non-finite loss or gradient norm (last at step {step}); \
                          stopping with a checkpoint of the last good weights. Lower decoder.hift.optimizer.lr, check the data, or raise decoder.hift.max_nonfinite_steps"
@@ -429,11 +601,19 @@ pub fn train_vocoder<B: AutodiffBackend>(
                 continue;
             }
             consecutive_bad = 0;
-            hift = opt_g.step(lr, hift, g_grads.expect("computed when the discriminators stepped"));
+            hift = opt_g.step(
+                lr,
+                hift,
+                g_grads.expect("computed when the discriminators stepped"),
+            );
             step += 1;
             let [adv, fm, tpr_v, mel_v, f0_v] = values;
             report.losses.push(mel_v);
-            let eval_loss = if step % train_cfg.eval_every == 0 || step == total { eval(&hift) } else { None };
+            let eval_loss = if step % train_cfg.eval_every == 0 || step == total {
+                eval(&hift)
+            } else {
+                None
+            };
             if let Some(loss) = eval_loss {
                 report.eval_losses.push((step, loss));
             }
@@ -457,13 +637,31 @@ pub fn train_vocoder<B: AutodiffBackend>(
             })
             .map_err(log_error)?;
             if step % train_cfg.checkpoint_every == 0 || step == total {
-                state = next(step, &report.losses, &report.eval_losses, report.skipped_steps);
-                save(&state, &hift, &disc, &opt_g, &opt_d, abort_in_checkpoint.contains(&step))?;
+                state = next(
+                    step,
+                    &report.losses,
+                    &report.eval_losses,
+                    report.skipped_steps,
+                );
+                save(
+                    &state,
+                    &hift,
+                    &disc,
+                    &opt_g,
+                    &opt_d,
+                    abort_in_checkpoint.contains(&step),
+                )?;
             }
             bar.set_message(format!("mel L1 {mel_v:.3}"));
             bar.inc(1);
             if step % train_cfg.log_every == 0 {
-                tracing::info!(step, mel_l1 = mel_v, generator_loss = g_value, discriminator_loss = d_value, "decoder vocoder");
+                tracing::info!(
+                    step,
+                    mel_l1 = mel_v,
+                    generator_loss = g_value,
+                    discriminator_loss = d_value,
+                    "decoder vocoder"
+                );
             }
         }
         epoch += 1;
@@ -472,5 +670,11 @@ pub fn train_vocoder<B: AutodiffBackend>(
     bar.finish_and_clear();
     report.steps = step;
     finish(&mut report, stage_dir, "stage two: vocoder mel L1", started)?;
-    Ok((Named { model: hift, names: g_names }, report))
+    Ok((
+        Named {
+            model: hift,
+            names: g_names,
+        },
+        report,
+    ))
 }

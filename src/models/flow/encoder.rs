@@ -43,11 +43,20 @@ impl<B: Backend> RelPositionAttention<B> {
     }
 
     /// x [b, t, d], pos [1, 2t-1, d], blocked [b, t, t] (true = not allowed).
-    fn forward(&self, x: Tensor<B, 3>, pos: Tensor<B, 3>, blocked: Tensor<B, 3, Bool>) -> Tensor<B, 3> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        pos: Tensor<B, 3>,
+        blocked: Tensor<B, 3, Bool>,
+    ) -> Tensor<B, 3> {
         let [batch, time, d] = x.dims();
         let (h, dk) = (self.heads, d / self.heads);
-        let split = |y: Tensor<B, 3>, n: usize, rows: usize| y.reshape([n, rows, h, dk]).swap_dims(1, 2);
-        let q = self.linear_q.forward(x.clone()).reshape([batch, time, h, dk]);
+        let split =
+            |y: Tensor<B, 3>, n: usize, rows: usize| y.reshape([n, rows, h, dk]).swap_dims(1, 2);
+        let q = self
+            .linear_q
+            .forward(x.clone())
+            .reshape([batch, time, h, dk]);
         let k = split(self.linear_k.forward(x.clone()), batch, time);
         let v = split(self.linear_v.forward(x), batch, time);
         let p = split(self.linear_pos.forward(pos), 1, 2 * time - 1);
@@ -60,9 +69,10 @@ impl<B: Backend> RelPositionAttention<B> {
         let index: Vec<i64> = (0..time)
             .flat_map(|i| (0..time).map(move |j| (time - 1 - i + j) as i64))
             .collect();
-        let index = Tensor::<B, 2, Int>::from_data(TensorData::new(index, [time, time]), &bd_full.device())
-            .reshape([1, 1, time, time])
-            .expand([batch, h, time, time]);
+        let index =
+            Tensor::<B, 2, Int>::from_data(TensorData::new(index, [time, time]), &bd_full.device())
+                .reshape([1, 1, time, time])
+                .expand([batch, h, time, time]);
         let bd = bd_full.gather(3, index);
         let scores = (ac + bd) / (dk as f64).sqrt();
         let blocked = blocked.unsqueeze_dim::<4>(1).expand([batch, h, time, time]);
@@ -87,10 +97,20 @@ pub struct ConformerLayer<B: Backend> {
 }
 
 impl<B: Backend> ConformerLayer<B> {
-    fn forward(&self, x: Tensor<B, 3>, pos: Tensor<B, 3>, blocked: Tensor<B, 3, Bool>) -> Tensor<B, 3> {
-        let x = x.clone() + self.self_attn.forward(self.norm_mha.forward(x), pos, blocked);
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        pos: Tensor<B, 3>,
+        blocked: Tensor<B, 3, Bool>,
+    ) -> Tensor<B, 3> {
+        let x = x.clone()
+            + self
+                .self_attn
+                .forward(self.norm_mha.forward(x), pos, blocked);
         let ff = &self.feed_forward;
-        x.clone() + ff.w_2.forward(swish(ff.w_1.forward(self.norm_ff.forward(x))))
+        x.clone()
+            + ff.w_2
+                .forward(swish(ff.w_1.forward(self.norm_ff.forward(x))))
     }
 }
 
@@ -111,16 +131,38 @@ pub struct BlockConformerEncoder<B: Backend> {
 }
 
 impl<B: Backend> BlockConformerEncoder<B> {
-    pub fn new(b: &Builder<B>, name: &str, input: usize, c: &EncoderConfig) -> Result<Self, TensorError> {
+    pub fn new(
+        b: &Builder<B>,
+        name: &str,
+        input: usize,
+        c: &EncoderConfig,
+    ) -> Result<Self, TensorError> {
         let d = c.output_size;
         let encoders = (0..c.num_blocks)
             .map(|i| {
                 let n = format!("{name}.encoders.{i}");
                 Ok(ConformerLayer {
-                    self_attn: RelPositionAttention::new(b, &format!("{n}.self_attn"), d, c.attention_heads)?,
+                    self_attn: RelPositionAttention::new(
+                        b,
+                        &format!("{n}.self_attn"),
+                        d,
+                        c.attention_heads,
+                    )?,
                     feed_forward: FeedForward {
-                        w_1: Linear::new(b, &format!("{n}.feed_forward.w_1"), d, c.linear_units, true)?,
-                        w_2: Linear::new(b, &format!("{n}.feed_forward.w_2"), c.linear_units, d, true)?,
+                        w_1: Linear::new(
+                            b,
+                            &format!("{n}.feed_forward.w_1"),
+                            d,
+                            c.linear_units,
+                            true,
+                        )?,
+                        w_2: Linear::new(
+                            b,
+                            &format!("{n}.feed_forward.w_2"),
+                            c.linear_units,
+                            d,
+                            true,
+                        )?,
                     },
                     norm_ff: LayerNorm::new(b, &format!("{n}.norm_ff"), d)?,
                     norm_mha: LayerNorm::new(b, &format!("{n}.norm_mha"), d)?,
@@ -143,7 +185,8 @@ impl<B: Backend> BlockConformerEncoder<B> {
     pub fn forward(&self, x: Tensor<B, 3>, lengths: &[usize]) -> Tensor<B, 3> {
         let [batch, time, _] = x.dims();
         let device = x.device();
-        let x = self.embed.norm.forward(self.embed.linear.forward(x)) * (self.d_model as f64).sqrt();
+        let x =
+            self.embed.norm.forward(self.embed.linear.forward(x)) * (self.d_model as f64).sqrt();
         let pos = relative_positions::<B>(time, self.d_model, &device);
         // Key j is visible to query i when j is a valid frame in i's block or an earlier one.
         let blocked: Vec<bool> = lengths
@@ -155,7 +198,8 @@ impl<B: Backend> BlockConformerEncoder<B> {
                 })
             })
             .collect();
-        let blocked = Tensor::<B, 3, Bool>::from_data(TensorData::new(blocked, [batch, time, time]), &device);
+        let blocked =
+            Tensor::<B, 3, Bool>::from_data(TensorData::new(blocked, [batch, time, time]), &device);
         let mut x = x;
         for layer in &self.encoders {
             x = layer.forward(x, pos.clone(), blocked.clone());
@@ -173,7 +217,11 @@ fn relative_positions<B: Backend>(time: usize, d: usize, device: &B::Device) -> 
         for col in 0..d {
             let i = (col / 2) * 2;
             let freq = (-(10000f64.ln()) * i as f64 / d as f64).exp();
-            values.push(if col % 2 == 0 { (rel * freq).sin() } else { (rel * freq).cos() } as f32);
+            values.push(if col % 2 == 0 {
+                (rel * freq).sin()
+            } else {
+                (rel * freq).cos()
+            } as f32);
         }
     }
     Tensor::from_data(TensorData::new(values, [1, 2 * time - 1, d]), device)

@@ -12,7 +12,8 @@ use burn::tensor::{Tensor, TensorData};
 use crate::checkpoint::tensors::TensorError;
 use crate::models::decoder_config::EstimatorConfig;
 use crate::models::layers::{
-    exact_gelu, mish, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, GroupNorm, LayerNorm, Linear,
+    exact_gelu, mish, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, GroupNorm, LayerNorm,
+    Linear,
 };
 
 /// The estimator's own initialization: kaiming-normal (relu gain) weights and zero biases for
@@ -26,7 +27,13 @@ fn conv<B: Backend>(b: &Builder<B>, name: &str, spec: ConvSpec) -> Result<Conv1d
     Conv1d::with_fill(b, name, spec, w, bias)
 }
 
-fn linear<B: Backend>(b: &Builder<B>, name: &str, input: usize, output: usize, bias: bool) -> Result<Linear<B>, TensorError> {
+fn linear<B: Backend>(
+    b: &Builder<B>,
+    name: &str,
+    input: usize,
+    output: usize,
+    bias: bool,
+) -> Result<Linear<B>, TensorError> {
     let (w, bias_fill) = kaiming(input);
     Linear::with_fill(b, name, input, output, bias, w, bias_fill)
 }
@@ -41,7 +48,11 @@ pub struct Block1D<B: Backend> {
 impl<B: Backend> Block1D<B> {
     fn new(b: &Builder<B>, name: &str, input: usize, output: usize) -> Result<Self, TensorError> {
         Ok(Block1D {
-            conv: conv(b, &format!("{name}.block.0"), ConvSpec::same(input, output, 3, 1))?,
+            conv: conv(
+                b,
+                &format!("{name}.block.0"),
+                ConvSpec::same(input, output, 3, 1),
+            )?,
             norm: GroupNorm::new(b, &format!("{name}.block.1"), 8, output)?,
         })
     }
@@ -61,17 +72,28 @@ pub struct ResnetBlock1D<B: Backend> {
 }
 
 impl<B: Backend> ResnetBlock1D<B> {
-    fn new(b: &Builder<B>, name: &str, input: usize, output: usize, time_dim: usize) -> Result<Self, TensorError> {
+    fn new(
+        b: &Builder<B>,
+        name: &str,
+        input: usize,
+        output: usize,
+        time_dim: usize,
+    ) -> Result<Self, TensorError> {
         Ok(ResnetBlock1D {
             mlp: linear(b, &format!("{name}.mlp.1"), time_dim, output, true)?,
             block1: Block1D::new(b, &format!("{name}.block1"), input, output)?,
             block2: Block1D::new(b, &format!("{name}.block2"), output, output)?,
-            res_conv: conv(b, &format!("{name}.res_conv"), ConvSpec::new(input, output, 1))?,
+            res_conv: conv(
+                b,
+                &format!("{name}.res_conv"),
+                ConvSpec::new(input, output, 1),
+            )?,
         })
     }
 
     fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 3>, temb: Tensor<B, 2>) -> Tensor<B, 3> {
-        let h = self.block1.forward(x.clone(), mask.clone()) + self.mlp.forward(mish(temb)).unsqueeze_dim(2);
+        let h = self.block1.forward(x.clone(), mask.clone())
+            + self.mlp.forward(mish(temb)).unsqueeze_dim(2);
         self.block2.forward(h, mask.clone()) + self.res_conv.forward(x * mask)
     }
 }
@@ -98,7 +120,10 @@ impl<B: Backend> Attention<B> {
         let k = split(self.to_k.forward(x.clone()));
         let v = split(self.to_v.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + bias.unsqueeze_dim(1);
-        let out = softmax(scores, 3).matmul(v).swap_dims(1, 2).reshape([batch, time, h * dh]);
+        let out = softmax(scores, 3)
+            .matmul(v)
+            .swap_dims(1, 2)
+            .reshape([batch, time, h * dh]);
         self.to_out.forward(out)
     }
 }
@@ -115,7 +140,12 @@ pub struct TransformerBlock<B: Backend> {
 }
 
 impl<B: Backend> TransformerBlock<B> {
-    fn new(b: &Builder<B>, name: &str, dim: usize, c: &EstimatorConfig) -> Result<Self, TensorError> {
+    fn new(
+        b: &Builder<B>,
+        name: &str,
+        dim: usize,
+        c: &EstimatorConfig,
+    ) -> Result<Self, TensorError> {
         let inner = c.num_heads * c.attention_head_dim;
         Ok(TransformerBlock {
             norm1: LayerNorm::new(b, &format!("{name}.norm1"), dim)?,
@@ -135,7 +165,10 @@ impl<B: Backend> TransformerBlock<B> {
 
     fn forward(&self, x: Tensor<B, 3>, bias: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = x.clone() + self.attn1.forward(self.norm1.forward(x), bias);
-        x.clone() + self.ff_out.forward(exact_gelu(self.ff_proj.forward(self.norm3.forward(x))))
+        x.clone()
+            + self
+                .ff_out
+                .forward(exact_gelu(self.ff_proj.forward(self.norm3.forward(x))))
     }
 }
 
@@ -151,7 +184,11 @@ fn transformer_blocks<B: Backend>(
 }
 
 /// Runs transformer blocks on [b, c, t] features (they work on [b, t, c]).
-fn run_transformers<B: Backend>(blocks: &[TransformerBlock<B>], x: Tensor<B, 3>, mask: Tensor<B, 3>) -> Tensor<B, 3> {
+fn run_transformers<B: Backend>(
+    blocks: &[TransformerBlock<B>],
+    x: Tensor<B, 3>,
+    mask: Tensor<B, 3>,
+) -> Tensor<B, 3> {
     let bias = mask.clone().swap_dims(1, 2).matmul(mask);
     let mut x = x.swap_dims(1, 2);
     for block in blocks {
@@ -211,7 +248,11 @@ impl<B: Backend> ConditionalDecoder<B> {
                 downsample: if last {
                     conv(b, &format!("{n}.2"), ConvSpec::same(output, output, 3, 1))?
                 } else {
-                    conv(b, &format!("{n}.2.conv"), ConvSpec::new(output, output, 3).stride(2, 1))?
+                    conv(
+                        b,
+                        &format!("{n}.2.conv"),
+                        ConvSpec::new(output, output, 3).stride(2, 1),
+                    )?
                 },
             });
         }
@@ -237,20 +278,48 @@ impl<B: Backend> ConditionalDecoder<B> {
                 upsample: if last {
                     None
                 } else {
-                    Some(ConvTranspose1d::new(b, &format!("{n}.2.conv"), ConvSpec::new(output, output, 4).stride(2, 1))?)
+                    Some(ConvTranspose1d::new(
+                        b,
+                        &format!("{n}.2.conv"),
+                        ConvSpec::new(output, output, 4).stride(2, 1),
+                    )?)
                 },
-                conv: if last { Some(conv(b, &format!("{n}.2"), ConvSpec::same(output, output, 3, 1))?) } else { None },
+                conv: if last {
+                    Some(conv(
+                        b,
+                        &format!("{n}.2"),
+                        ConvSpec::same(output, output, 3, 1),
+                    )?)
+                } else {
+                    None
+                },
             });
         }
         let channels = *ups.last().expect("at least one up block");
         Ok(ConditionalDecoder {
-            time_linear_1: linear(b, &format!("{name}.time_mlp.linear_1"), c.in_channels, time_dim, true)?,
-            time_linear_2: linear(b, &format!("{name}.time_mlp.linear_2"), time_dim, time_dim, true)?,
+            time_linear_1: linear(
+                b,
+                &format!("{name}.time_mlp.linear_1"),
+                c.in_channels,
+                time_dim,
+                true,
+            )?,
+            time_linear_2: linear(
+                b,
+                &format!("{name}.time_mlp.linear_2"),
+                time_dim,
+                time_dim,
+                true,
+            )?,
             down_blocks,
             mid_blocks,
             up_blocks,
             final_block: Block1D::new(b, &format!("{name}.final_block"), channels, channels)?,
-            final_proj: conv(b, &format!("{name}.final_proj"), ConvSpec::new(channels, c.out_channels, 1))?,
+            final_proj: conv(
+                b,
+                &format!("{name}.final_proj"),
+                ConvSpec::new(channels, c.out_channels, 1),
+            )?,
             in_channels: c.in_channels,
         })
     }
@@ -259,11 +328,14 @@ impl<B: Backend> ConditionalDecoder<B> {
     fn time_embedding(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
         let half = self.in_channels / 2;
         let step = 10000f64.ln() / (half as f64 - 1.0);
-        let freqs: Vec<f32> = (0..half).map(|i| (-(i as f64) * step).exp() as f32).collect();
+        let freqs: Vec<f32> = (0..half)
+            .map(|i| (-(i as f64) * step).exp() as f32)
+            .collect();
         let freqs = Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &t.device());
         let angles = t.unsqueeze_dim::<2>(1) * freqs.unsqueeze_dim(0) * 1000.0;
         let emb = Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1);
-        self.time_linear_2.forward(silu(self.time_linear_1.forward(emb)))
+        self.time_linear_2
+            .forward(silu(self.time_linear_1.forward(emb)))
     }
 
     /// x, mu, cond [b, 80, t], mask [b, 1, t], t [b], spks [b, 80] -> velocity [b, 80, t].
@@ -284,7 +356,11 @@ impl<B: Backend> ConditionalDecoder<B> {
         let mut hiddens = Vec::new();
         for block in &self.down_blocks {
             let m = masks.last().expect("one mask per level").clone();
-            x = run_transformers(&block.transformer_blocks, block.resnet.forward(x, m.clone(), temb.clone()), m.clone());
+            x = run_transformers(
+                &block.transformer_blocks,
+                block.resnet.forward(x, m.clone(), temb.clone()),
+                m.clone(),
+            );
             hiddens.push(x.clone());
             x = block.downsample.forward(x * m.clone());
             let [b, _, len] = m.dims();
@@ -297,7 +373,11 @@ impl<B: Backend> ConditionalDecoder<B> {
         masks.pop();
         let m = masks.last().expect("one mask per level").clone();
         for block in &self.mid_blocks {
-            x = run_transformers(&block.transformer_blocks, block.resnet.forward(x, m.clone(), temb.clone()), m.clone());
+            x = run_transformers(
+                &block.transformer_blocks,
+                block.resnet.forward(x, m.clone(), temb.clone()),
+                m.clone(),
+            );
         }
         let mut m = m;
         for block in &self.up_blocks {
@@ -307,7 +387,11 @@ impl<B: Backend> ConditionalDecoder<B> {
             let skip_len = skip.dims()[2];
             let x_cut = x.slice([0..b, 0..c, 0..skip_len.min(len)]);
             x = Tensor::cat(vec![x_cut, skip], 1);
-            x = run_transformers(&block.transformer_blocks, block.resnet.forward(x, m.clone(), temb.clone()), m.clone());
+            x = run_transformers(
+                &block.transformer_blocks,
+                block.resnet.forward(x, m.clone(), temb.clone()),
+                m.clone(),
+            );
             x = match (&block.upsample, &block.conv) {
                 (Some(up), _) => up.forward(x * m.clone()),
                 (None, Some(conv)) => conv.forward(x * m.clone()),

@@ -42,11 +42,26 @@ impl<B: Backend> Flow<B> {
     pub fn new(b: &Builder<B>, c: &FlowConfig) -> Result<Self, TensorError> {
         let mel = c.output_size;
         Ok(Flow {
-            input_embedding: b.param("input_embedding.weight", [c.vocab_size, c.input_size], Fill::Normal(1.0))?,
-            spk_embed_affine_layer: Linear::new(b, "spk_embed_affine_layer", c.spk_embed_dim, mel, true)?,
+            input_embedding: b.param(
+                "input_embedding.weight",
+                [c.vocab_size, c.input_size],
+                Fill::Normal(1.0),
+            )?,
+            spk_embed_affine_layer: Linear::new(
+                b,
+                "spk_embed_affine_layer",
+                c.spk_embed_dim,
+                mel,
+                true,
+            )?,
             encoder: BlockConformerEncoder::new(b, "encoder", c.input_size, &c.encoder)?,
             encoder_proj: Linear::new(b, "encoder_proj", c.encoder.output_size, mel, true)?,
-            length_regulator: InterpolateRegulator::new(b, "length_regulator", mel, c.regulator_sampling_ratios.len())?,
+            length_regulator: InterpolateRegulator::new(
+                b,
+                "length_regulator",
+                mel,
+                c.regulator_sampling_ratios.len(),
+            )?,
             estimator: ConditionalDecoder::new(b, "decoder.estimator", &c.estimator)?,
             sigma_min: c.cfm.sigma_min,
             inference_cfg_rate: c.cfm.inference_cfg_rate,
@@ -67,9 +82,13 @@ impl<B: Backend> Flow<B> {
         let device = tokens.device();
         let embedding = self.input_embedding.val();
         let width = embedding.dims()[1];
-        let x = embedding.select(0, tokens.reshape([batch * n])).reshape([batch, n, width]);
+        let x = embedding
+            .select(0, tokens.reshape([batch * n]))
+            .reshape([batch, n, width]);
         let valid = length_mask::<B>(token_lengths, n, &device).swap_dims(1, 2);
-        let h = self.encoder_proj.forward(self.encoder.forward(x * valid, token_lengths));
+        let h = self
+            .encoder_proj
+            .forward(self.encoder.forward(x * valid, token_lengths));
         let mu = self.length_regulator.forward(h.clone(), mel_lengths);
         (h, mu)
     }
@@ -78,7 +97,8 @@ impl<B: Backend> Flow<B> {
     /// normalized zero vector is zero, so this is the affine layer's bias, [b, 80].
     pub fn zero_speaker(&self, batch: usize, device: &B::Device) -> Tensor<B, 2> {
         let dim = self.spk_embed_affine_layer.weight.dims()[1];
-        self.spk_embed_affine_layer.forward(Tensor::zeros([batch, dim], device))
+        self.spk_embed_affine_layer
+            .forward(Tensor::zeros([batch, dim], device))
     }
 
     /// The conditional flow-matching loss for given draws: `t_raw` [b] in [0, 1) before the
@@ -142,8 +162,18 @@ impl<B: Backend> Flow<B> {
         let rate = self.inference_cfg_rate;
         let mut x = z;
         for i in 0..steps {
-            let t = Tensor::<B, 1>::from_data(TensorData::new(vec![schedule[i] as f32; batch], [batch]), &device);
-            let mut v = self.estimator.forward(x.clone(), mask.clone(), mu.clone(), t.clone(), spks.clone(), cond.clone());
+            let t = Tensor::<B, 1>::from_data(
+                TensorData::new(vec![schedule[i] as f32; batch], [batch]),
+                &device,
+            );
+            let mut v = self.estimator.forward(
+                x.clone(),
+                mask.clone(),
+                mu.clone(),
+                t.clone(),
+                spks.clone(),
+                cond.clone(),
+            );
             if rate > 0.0 {
                 let v0 = self.estimator.forward(
                     x.clone(),
@@ -161,14 +191,26 @@ impl<B: Backend> Flow<B> {
     }
 
     /// Mel [1, 80, frames] for one utterance's tokens, from noise drawn with `seed`.
-    pub fn synthesize(&self, tokens: &[u32], steps: usize, seed: u64, device: &B::Device) -> Tensor<B, 3> {
+    pub fn synthesize(
+        &self,
+        tokens: &[u32],
+        steps: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Tensor<B, 3> {
         let n = tokens.len();
         let frames = mel_frames_for_tokens(n, self.input_frame_rate);
         let ids: Vec<i64> = tokens.iter().map(|&t| t as i64).collect();
         let ids = Tensor::<B, 2, Int>::from_data(TensorData::new(ids, [1, n]), device);
         let (_, mu) = self.encode(ids, &[n], &[frames]);
         let mut rng = crate::rng::Rng::new(seed);
-        let z = Tensor::from_data(TensorData::new(rng.normals(self.mel_bins * frames), [1, self.mel_bins, frames]), device);
+        let z = Tensor::from_data(
+            TensorData::new(
+                rng.normals(self.mel_bins * frames),
+                [1, self.mel_bins, frames],
+            ),
+            device,
+        );
         let mask = Tensor::ones([1, 1, frames], device);
         let cond = Tensor::zeros([1, self.mel_bins, frames], device);
         self.solve(mu, mask, self.zero_speaker(1, device), cond, z, steps)

@@ -18,14 +18,32 @@ pub struct InterpolateRegulator<B: Backend> {
 }
 
 impl<B: Backend> InterpolateRegulator<B> {
-    pub fn new(b: &Builder<B>, name: &str, channels: usize, ratios: usize) -> Result<Self, TensorError> {
+    pub fn new(
+        b: &Builder<B>,
+        name: &str,
+        channels: usize,
+        ratios: usize,
+    ) -> Result<Self, TensorError> {
         let mut convs = Vec::new();
         let mut norms = Vec::new();
         for i in 0..ratios {
-            convs.push(Conv1d::new(b, &format!("{name}.model.{}", 3 * i), ConvSpec::same(channels, channels, 3, 1))?);
-            norms.push(GroupNorm::new(b, &format!("{name}.model.{}", 3 * i + 1), 1, channels)?);
+            convs.push(Conv1d::new(
+                b,
+                &format!("{name}.model.{}", 3 * i),
+                ConvSpec::same(channels, channels, 3, 1),
+            )?);
+            norms.push(GroupNorm::new(
+                b,
+                &format!("{name}.model.{}", 3 * i + 1),
+                1,
+                channels,
+            )?);
         }
-        let out = Conv1d::new(b, &format!("{name}.model.{}", 3 * ratios), ConvSpec::new(channels, channels, 1))?;
+        let out = Conv1d::new(
+            b,
+            &format!("{name}.model.{}", 3 * ratios),
+            ConvSpec::new(channels, channels, 1),
+        )?;
         Ok(InterpolateRegulator { convs, norms, out })
     }
 

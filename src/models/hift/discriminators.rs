@@ -12,7 +12,8 @@ use crate::checkpoint::tensors::TensorError;
 use crate::models::layers::{conv1d, lrelu, pad_reflect, Builder, Conv1d, Conv2d, ConvSpec};
 
 pub const PERIODS: [usize; 5] = [2, 3, 5, 7, 11];
-pub const RESOLUTIONS: [(usize, usize, usize); 3] = [(1024, 120, 600), (2048, 240, 1200), (512, 50, 240)];
+pub const RESOLUTIONS: [(usize, usize, usize); 3] =
+    [(1024, 120, 600), (2048, 240, 1200), (512, 50, 240)];
 const SLOPE: f64 = 0.1;
 
 /// What one sub-discriminator returns: its score map (flattened to [b, n]) and every
@@ -41,12 +42,26 @@ impl<B: Backend> PeriodDiscriminator<B> {
         let widths = [1, c, 4 * c, 16 * c, 32 * c];
         let mut convs = Vec::new();
         for i in 0..4 {
-            convs.push(Conv1d::new(b, &format!("{name}.convs.{i}"), ConvSpec::new(widths[i], widths[i + 1], 5).stride(3, 2).weight_norm())?);
+            convs.push(Conv1d::new(
+                b,
+                &format!("{name}.convs.{i}"),
+                ConvSpec::new(widths[i], widths[i + 1], 5)
+                    .stride(3, 2)
+                    .weight_norm(),
+            )?);
         }
-        convs.push(Conv1d::new(b, &format!("{name}.convs.4"), ConvSpec::same(32 * c, 32 * c, 5, 1).weight_norm())?);
+        convs.push(Conv1d::new(
+            b,
+            &format!("{name}.convs.4"),
+            ConvSpec::same(32 * c, 32 * c, 5, 1).weight_norm(),
+        )?);
         Ok(PeriodDiscriminator {
             convs,
-            conv_post: Conv1d::new(b, &format!("{name}.conv_post"), ConvSpec::same(32 * c, 1, 3, 1).weight_norm())?,
+            conv_post: Conv1d::new(
+                b,
+                &format!("{name}.conv_post"),
+                ConvSpec::same(32 * c, 1, 3, 1).weight_norm(),
+            )?,
             period,
         })
     }
@@ -57,7 +72,10 @@ impl<B: Backend> PeriodDiscriminator<B> {
         let pad = (p - samples % p) % p;
         let wave = pad_reflect(wave.unsqueeze_dim(1), 0, pad);
         let rows = (samples + pad) / p;
-        let mut x = wave.reshape([batch, rows, p]).swap_dims(1, 2).reshape([batch * p, 1, rows]);
+        let mut x = wave
+            .reshape([batch, rows, p])
+            .swap_dims(1, 2)
+            .reshape([batch * p, 1, rows]);
         let mut features = Vec::new();
         for conv in &self.convs {
             x = lrelu(conv.forward(x), SLOPE);
@@ -81,15 +99,56 @@ pub struct ResolutionDiscriminator<B: Backend> {
 }
 
 impl<B: Backend> ResolutionDiscriminator<B> {
-    fn new(b: &Builder<B>, name: &str, (n_fft, hop, win): (usize, usize, usize), c: usize) -> Result<Self, TensorError> {
-        let mut convs = vec![Conv2d::new(b, &format!("{name}.convs.0"), 1, c, [3, 9], [1, 1], [1, 4], true)?];
+    fn new(
+        b: &Builder<B>,
+        name: &str,
+        (n_fft, hop, win): (usize, usize, usize),
+        c: usize,
+    ) -> Result<Self, TensorError> {
+        let mut convs = vec![Conv2d::new(
+            b,
+            &format!("{name}.convs.0"),
+            1,
+            c,
+            [3, 9],
+            [1, 1],
+            [1, 4],
+            true,
+        )?];
         for i in 1..4 {
-            convs.push(Conv2d::new(b, &format!("{name}.convs.{i}"), c, c, [3, 9], [1, 2], [1, 4], true)?);
+            convs.push(Conv2d::new(
+                b,
+                &format!("{name}.convs.{i}"),
+                c,
+                c,
+                [3, 9],
+                [1, 2],
+                [1, 4],
+                true,
+            )?);
         }
-        convs.push(Conv2d::new(b, &format!("{name}.convs.4"), c, c, [3, 3], [1, 1], [1, 1], true)?);
+        convs.push(Conv2d::new(
+            b,
+            &format!("{name}.convs.4"),
+            c,
+            c,
+            [3, 3],
+            [1, 1],
+            [1, 1],
+            true,
+        )?);
         Ok(ResolutionDiscriminator {
             convs,
-            conv_post: Conv2d::new(b, &format!("{name}.conv_post"), c, 1, [3, 3], [1, 1], [1, 1], true)?,
+            conv_post: Conv2d::new(
+                b,
+                &format!("{name}.conv_post"),
+                c,
+                1,
+                [3, 3],
+                [1, 1],
+                [1, 1],
+                true,
+            )?,
             n_fft,
             hop,
             win,
@@ -102,13 +161,24 @@ impl<B: Backend> ResolutionDiscriminator<B> {
         let [batch, _] = wave.dims();
         let bins = self.n_fft / 2 + 1;
         let device = wave.device();
-        let basis = Tensor::<B, 3>::from_data(TensorData::new(dft_basis(self.n_fft, self.win), [2 * bins, 1, self.n_fft]), &device);
+        let basis = Tensor::<B, 3>::from_data(
+            TensorData::new(dft_basis(self.n_fft, self.win), [2 * bins, 1, self.n_fft]),
+            &device,
+        );
         let pad = (self.n_fft - self.hop) / 2;
-        let spec = conv1d(pad_reflect(wave.unsqueeze_dim(1), pad, pad), basis, None, self.hop, 1);
+        let spec = conv1d(
+            pad_reflect(wave.unsqueeze_dim(1), pad, pad),
+            basis,
+            None,
+            self.hop,
+            1,
+        );
         let frames = spec.dims()[2];
         let re = spec.clone().slice([0..batch, 0..bins, 0..frames]);
         let im = spec.slice([0..batch, bins..2 * bins, 0..frames]);
-        (re.powi_scalar(2) + im.powi_scalar(2) + 1e-9).sqrt().unsqueeze_dim(1)
+        (re.powi_scalar(2) + im.powi_scalar(2) + 1e-9)
+            .sqrt()
+            .unsqueeze_dim(1)
     }
 
     fn forward(&self, wave: Tensor<B, 2>) -> Judgement<B> {
@@ -136,12 +206,16 @@ impl<B: Backend> Discriminators<B> {
             mpd: PERIODS
                 .iter()
                 .enumerate()
-                .map(|(i, &p)| PeriodDiscriminator::new(b, &format!("mpd.discriminators.{i}"), p, channels))
+                .map(|(i, &p)| {
+                    PeriodDiscriminator::new(b, &format!("mpd.discriminators.{i}"), p, channels)
+                })
                 .collect::<Result<_, _>>()?,
             mrd: RESOLUTIONS
                 .iter()
                 .enumerate()
-                .map(|(i, &r)| ResolutionDiscriminator::new(b, &format!("mrd.discriminators.{i}"), r, channels))
+                .map(|(i, &r)| {
+                    ResolutionDiscriminator::new(b, &format!("mrd.discriminators.{i}"), r, channels)
+                })
                 .collect::<Result<_, _>>()?,
         })
     }
@@ -173,7 +247,8 @@ fn dft_basis(n_fft: usize, win: usize) -> Vec<f32> {
                 for n in 0..win {
                     let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / win as f64).cos();
                     let i = n + offset;
-                    let angle = 2.0 * std::f64::consts::PI * ((k * i) % n_fft) as f64 / n_fft as f64;
+                    let angle =
+                        2.0 * std::f64::consts::PI * ((k * i) % n_fft) as f64 / n_fft as f64;
                     basis[k * n_fft + i] = (w * angle.cos()) as f32;
                     basis[(bins + k) * n_fft + i] = (-w * angle.sin()) as f32;
                 }

@@ -15,7 +15,9 @@ use burn::tensor::Tensor;
 
 use crate::checkpoint::tensors::TensorError;
 use crate::models::decoder_config::HiftConfig;
-use crate::models::layers::{elu, lrelu, pad_reflect, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, Linear};
+use crate::models::layers::{
+    elu, lrelu, pad_reflect, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, Linear,
+};
 
 /// Snake activation `x + sin^2(alpha x) / alpha` with one alpha per channel (linear scale).
 #[derive(Module, Debug)]
@@ -25,7 +27,9 @@ pub struct Snake<B: Backend> {
 
 impl<B: Backend> Snake<B> {
     fn new(b: &Builder<B>, name: &str, channels: usize) -> Result<Self, TensorError> {
-        Ok(Snake { alpha: b.param(&format!("{name}.alpha"), [channels], Fill::Const(1.0))? })
+        Ok(Snake {
+            alpha: b.param(&format!("{name}.alpha"), [channels], Fill::Const(1.0))?,
+        })
     }
 
     fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
@@ -46,17 +50,44 @@ pub struct ResBlock<B: Backend> {
 }
 
 impl<B: Backend> ResBlock<B> {
-    fn new(b: &Builder<B>, name: &str, channels: usize, kernel: usize, dilations: &[usize]) -> Result<Self, TensorError> {
-        let mut block = ResBlock { convs1: vec![], convs2: vec![], activations1: vec![], activations2: vec![] };
+    fn new(
+        b: &Builder<B>,
+        name: &str,
+        channels: usize,
+        kernel: usize,
+        dilations: &[usize],
+    ) -> Result<Self, TensorError> {
+        let mut block = ResBlock {
+            convs1: vec![],
+            convs2: vec![],
+            activations1: vec![],
+            activations2: vec![],
+        };
         for (i, &d) in dilations.iter().enumerate() {
-            block.convs1.push(Conv1d::new(b, &format!("{name}.convs1.{i}"), ConvSpec::same(channels, channels, kernel, d).weight_norm())?);
-            block.convs2.push(Conv1d::new(b, &format!("{name}.convs2.{i}"), ConvSpec::same(channels, channels, kernel, 1).weight_norm())?);
+            block.convs1.push(Conv1d::new(
+                b,
+                &format!("{name}.convs1.{i}"),
+                ConvSpec::same(channels, channels, kernel, d).weight_norm(),
+            )?);
+            block.convs2.push(Conv1d::new(
+                b,
+                &format!("{name}.convs2.{i}"),
+                ConvSpec::same(channels, channels, kernel, 1).weight_norm(),
+            )?);
         }
         for i in 0..dilations.len() {
-            block.activations1.push(Snake::new(b, &format!("{name}.activations1.{i}"), channels)?);
+            block.activations1.push(Snake::new(
+                b,
+                &format!("{name}.activations1.{i}"),
+                channels,
+            )?);
         }
         for i in 0..dilations.len() {
-            block.activations2.push(Snake::new(b, &format!("{name}.activations2.{i}"), channels)?);
+            block.activations2.push(Snake::new(
+                b,
+                &format!("{name}.activations2.{i}"),
+                channels,
+            )?);
         }
         Ok(block)
     }
@@ -86,7 +117,10 @@ impl<B: Backend> F0Predictor<B> {
             x = elu(conv.forward(x));
         }
         let [batch, _, frames] = x.dims();
-        self.classifier.forward(x.swap_dims(1, 2)).reshape([batch, frames]).abs()
+        self.classifier
+            .forward(x.swap_dims(1, 2))
+            .reshape([batch, frames])
+            .abs()
     }
 }
 
@@ -118,15 +152,30 @@ impl<B: Backend> Hift<B> {
         let f = &c.f0_predictor;
         let condnet = (0..5)
             .map(|i| {
-                let input = if i == 0 { f.in_channels } else { f.cond_channels };
-                Conv1d::new(b, &format!("f0_predictor.condnet.{}", 2 * i), ConvSpec::same(input, f.cond_channels, 3, 1).weight_norm())
+                let input = if i == 0 {
+                    f.in_channels
+                } else {
+                    f.cond_channels
+                };
+                Conv1d::new(
+                    b,
+                    &format!("f0_predictor.condnet.{}", 2 * i),
+                    ConvSpec::same(input, f.cond_channels, 3, 1).weight_norm(),
+                )
             })
             .collect::<Result<Vec<_>, _>>()?;
         let base = c.base_channels;
         let spec_channels = c.istft_n_fft + 2;
         let mut ups = Vec::new();
-        for (i, (&u, &k)) in c.upsample_rates.iter().zip(&c.upsample_kernel_sizes).enumerate() {
-            let spec = ConvSpec::new(base >> i, base >> (i + 1), k).stride(u, (k - u) / 2).weight_norm();
+        for (i, (&u, &k)) in c
+            .upsample_rates
+            .iter()
+            .zip(&c.upsample_kernel_sizes)
+            .enumerate()
+        {
+            let spec = ConvSpec::new(base >> i, base >> (i + 1), k)
+                .stride(u, (k - u) / 2)
+                .weight_norm();
             ups.push(ConvTranspose1d::new(b, &format!("ups.{i}"), spec)?);
         }
         // Source branch i meets the generator after upsample i: its STFT frames are downsampled
@@ -153,23 +202,50 @@ impl<B: Backend> Hift<B> {
         }
         let mut resblocks = Vec::new();
         for i in 0..n {
-            for (j, (&k, d)) in c.resblock_kernel_sizes.iter().zip(&c.resblock_dilation_sizes).enumerate() {
+            for (j, (&k, d)) in c
+                .resblock_kernel_sizes
+                .iter()
+                .zip(&c.resblock_dilation_sizes)
+                .enumerate()
+            {
                 let index = i * c.resblock_kernel_sizes.len() + j;
-                resblocks.push(ResBlock::new(b, &format!("resblocks.{index}"), base >> (i + 1), k, d)?);
+                resblocks.push(ResBlock::new(
+                    b,
+                    &format!("resblocks.{index}"),
+                    base >> (i + 1),
+                    k,
+                    d,
+                )?);
             }
         }
         Ok(Hift {
             f0_predictor: F0Predictor {
                 condnet,
-                classifier: Linear::new(b, "f0_predictor.classifier", f.cond_channels, f.num_class, true)?,
+                classifier: Linear::new(
+                    b,
+                    "f0_predictor.classifier",
+                    f.cond_channels,
+                    f.num_class,
+                    true,
+                )?,
             },
-            m_source: SourceModule { l_linear: Linear::new(b, "m_source.l_linear", c.nb_harmonics + 1, 1, true)? },
-            conv_pre: Conv1d::new(b, "conv_pre", ConvSpec::same(c.in_channels, base, 7, 1).weight_norm())?,
+            m_source: SourceModule {
+                l_linear: Linear::new(b, "m_source.l_linear", c.nb_harmonics + 1, 1, true)?,
+            },
+            conv_pre: Conv1d::new(
+                b,
+                "conv_pre",
+                ConvSpec::same(c.in_channels, base, 7, 1).weight_norm(),
+            )?,
             ups,
             source_downs,
             source_resblocks,
             resblocks,
-            conv_post: Conv1d::new(b, "conv_post", ConvSpec::same(base >> n, spec_channels, 7, 1).weight_norm())?,
+            conv_post: Conv1d::new(
+                b,
+                "conv_post",
+                ConvSpec::same(base >> n, spec_channels, 7, 1).weight_norm(),
+            )?,
             kernels_per_stage: c.resblock_kernel_sizes.len(),
             lrelu_slope: c.lrelu_slope,
             audio_limit: c.audio_limit,
@@ -180,7 +256,11 @@ impl<B: Backend> Hift<B> {
 
     /// The source signal [b, 1, samples] from the harmonic waves [b, harmonics + 1, samples].
     pub fn source(&self, waves: Tensor<B, 3>) -> Tensor<B, 3> {
-        self.m_source.l_linear.forward(waves.swap_dims(1, 2)).tanh().swap_dims(1, 2)
+        self.m_source
+            .l_linear
+            .forward(waves.swap_dims(1, 2))
+            .tanh()
+            .swap_dims(1, 2)
     }
 
     /// mel [b, 80, frames] and the source [b, 1, frames * 256] -> waveform [b, frames * 256].
@@ -206,9 +286,19 @@ impl<B: Backend> Hift<B> {
         let x = self.conv_post.forward(lrelu(x, 0.01));
         let [batch, channels, frames] = x.dims();
         let bins = self.n_fft / 2 + 1;
-        let magnitude = x.clone().slice([0..batch, 0..bins, 0..frames]).exp().clamp_max(1e2);
+        let magnitude = x
+            .clone()
+            .slice([0..batch, 0..bins, 0..frames])
+            .exp()
+            .clamp_max(1e2);
         let phase = x.slice([0..batch, bins..channels, 0..frames]).sin();
-        let spec = Tensor::cat(vec![magnitude.clone() * phase.clone().cos(), magnitude * phase.sin()], 1);
+        let spec = Tensor::cat(
+            vec![
+                magnitude.clone() * phase.clone().cos(),
+                magnitude * phase.sin(),
+            ],
+            1,
+        );
         stft::istft(spec, self.n_fft, self.hop).clamp(-self.audio_limit, self.audio_limit)
     }
 }

@@ -18,14 +18,28 @@ pub struct SourceNoise {
 impl SourceNoise {
     pub fn draw(rng: &mut Rng, harmonics: usize, samples: usize) -> Self {
         let phase = (0..harmonics)
-            .map(|k| if k == 0 { 0.0 } else { (rng.uniform() * 2.0 - 1.0) * std::f64::consts::PI })
+            .map(|k| {
+                if k == 0 {
+                    0.0
+                } else {
+                    (rng.uniform() * 2.0 - 1.0) * std::f64::consts::PI
+                }
+            })
             .collect();
-        SourceNoise { phase, noise: rng.normals(harmonics * samples) }
+        SourceNoise {
+            phase,
+            noise: rng.normals(harmonics * samples),
+        }
     }
 }
 
 /// Harmonic waves [harmonics, frames * upsample] for one F0 track (Hz per frame).
-pub fn harmonic_waves(f0: &[f32], upsample: usize, c: &HiftConfig, draws: &SourceNoise) -> Vec<f32> {
+pub fn harmonic_waves(
+    f0: &[f32],
+    upsample: usize,
+    c: &HiftConfig,
+    draws: &SourceNoise,
+) -> Vec<f32> {
     let harmonics = c.nb_harmonics + 1;
     let samples = f0.len() * upsample;
     let sr = c.sampling_rate as f64;
@@ -37,7 +51,11 @@ pub fn harmonic_waves(f0: &[f32], upsample: usize, c: &HiftConfig, draws: &Sourc
             cycles = (cycles + f * (k + 1) as f64 / sr).fract();
             let voiced = f > c.nsf_voiced_threshold;
             let sine = c.nsf_alpha * (2.0 * std::f64::consts::PI * cycles + draws.phase[k]).sin();
-            let amp = if voiced { c.nsf_sigma } else { c.nsf_alpha / 3.0 };
+            let amp = if voiced {
+                c.nsf_sigma
+            } else {
+                c.nsf_alpha / 3.0
+            };
             let noise = amp * draws.noise[k * samples + i] as f64;
             out[k * samples + i] = ((if voiced { sine } else { 0.0 }) + noise) as f32;
         }

@@ -24,7 +24,13 @@ pub fn stft<B: Backend>(x: Tensor<B, 2>, n_fft: usize, hop: usize) -> Tensor<B, 
         for k in 0..bins {
             for (n, w) in window.iter().enumerate() {
                 let angle = 2.0 * std::f64::consts::PI * (k * n) as f64 / n_fft as f64;
-                basis.push((if part == 0 { w * angle.cos() } else { -w * angle.sin() }) as f32);
+                basis.push(
+                    (if part == 0 {
+                        w * angle.cos()
+                    } else {
+                        -w * angle.sin()
+                    }) as f32,
+                );
             }
         }
     }
@@ -54,7 +60,10 @@ pub fn istft<B: Backend>(spec: Tensor<B, 3>, n_fft: usize, hop: usize) -> Tensor
     }
     let device = spec.device();
     let basis = Tensor::<B, 2>::from_data(TensorData::new(basis, [n_fft, 2 * bins]), &device);
-    let frames_t = basis.unsqueeze::<3>().matmul(spec).reshape([batch, 1, n_fft, frames]);
+    let frames_t = basis
+        .unsqueeze::<3>()
+        .matmul(spec)
+        .reshape([batch, 1, n_fft, frames]);
     let full = overlap_add(frames_t, hop).reshape([batch, (frames - 1) * hop + n_fft]);
     let mut envelope = vec![0f64; (frames - 1) * hop + n_fft];
     for f in 0..frames {
