@@ -29,7 +29,12 @@ struct Cli {
     /// Output directory (overrides the recipe's output_dir).
     #[arg(long, value_name = "DIR")]
     output: Option<PathBuf>,
-    /// Continue from the newest checkpoint of the run, or from this checkpoint directory.
+    /// Stages to run, comma-separated: prepare, lm, decoder, package (default: all). Finished
+    /// stages are skipped and interrupted ones resume either way.
+    #[arg(long, value_name = "LIST")]
+    stages: Option<String>,
+    /// Rerunning a recipe already continues from the newest checkpoints; `--resume DIR` starts
+    /// stage one from that checkpoint directory instead.
     #[arg(long, value_name = "DIR", num_args = 0..=1)]
     resume: Option<Option<PathBuf>>,
     /// Device: auto, cpu, wgpu[:N], cuda[:N] (overrides the recipe's device).
@@ -68,6 +73,9 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Turn speech codes into a 22.05 kHz WAV with a GLM-4-Voice-Decoder directory.
     Synth(commands::synth::SynthArgs),
+    /// Run a sweep: a base recipe with variants and/or a grid of overrides, one run directory
+    /// each, resumable, with a summary table (Markdown and CSV).
+    Sweep(commands::sweep::SweepArgs),
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
     Prepare {
@@ -78,17 +86,28 @@ enum Command {
     },
 }
 
+/// Logs on stderr (text or JSON) and, once a run opens it, in the run's `logs/run.log`.
 fn init_logging(format: LogFormat, level: &str) {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
-    }
+    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let stderr = match format {
+        LogFormat::Text => stderr.with_target(false).boxed(),
+        LogFormat::Json => stderr.json().boxed(),
+    };
+    let file = tracing_subscriber::fmt::layer()
+        .with_ansi(false)
+        .with_target(false)
+        .with_writer(|| arp_train::logfile::Writer);
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(stderr)
+        .with(file)
+        .init();
 }
 
 fn main() -> ExitCode {
@@ -109,6 +128,7 @@ fn main() -> ExitCode {
         }
         Some(Command::Generate(args)) => commands::generate::generate_command(args, cli.device),
         Some(Command::Synth(args)) => commands::synth::synth_command(args, cli.device),
+        Some(Command::Sweep(args)) => commands::sweep::sweep_command(args, cli.device),
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,
@@ -117,10 +137,11 @@ fn main() -> ExitCode {
                 output: cli.output,
                 device: cli.device,
                 resume: match cli.resume {
-                    None => Resume::No,
+                    None => Resume::Latest,
                     Some(None) => Resume::Latest,
                     Some(Some(dir)) => Resume::From(dir),
                 },
+                stages: cli.stages,
             }),
             None => {
                 Exit::Usage("nothing to do: pass --recipe FILE or a command (see --help)".into())

@@ -260,7 +260,7 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
         s,
         "{}. package: ARP-Model into {}",
         plan.stages.len() + 1,
-        recipe.output_dir.display()
+        recipe.output_dir.join(crate::package::DIR).display()
     );
     let _ = writeln!(s, "\n== parameters ==");
     match (plan.lm_parameters, plan.lm_trainable) {

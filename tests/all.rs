@@ -9,6 +9,7 @@ mod decoder;
 mod generate;
 mod glm4;
 mod glm4_tokenizer;
+mod pipeline;
 mod prepare;
 mod recipes;
 mod samples;

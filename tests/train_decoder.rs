@@ -134,23 +134,24 @@ fn resumed_decoder_runs_match_an_uninterrupted_one() {
     assert_eq!(curve(&crashed, "hift"), hift);
     assert!(weights(&crashed) == reference, "identical decoder weights");
 
-    // A finished run resumed again trains nothing and writes the same decoder.
-    let out = run(&straight, &cache, &["--resume"], &[]);
+    // Rerunning a finished run trains nothing and keeps the same decoder; a rerun whose
+    // stage-two settings differ is refused without touching it.
+    let out = run(&straight, &cache, &[], &[]);
     assert!(
-        text(&out.stdout).contains("already trained (12 steps)"),
+        text(&out.stdout).contains("stage two (decoder): done, skipped"),
         "{}",
         text(&out.stdout)
     );
     assert!(weights(&straight) == reference);
-
-    // Without --resume, an earlier run is never overwritten.
-    let out = run(&straight, &cache, &[], &[]);
-    assert_eq!(out.status.code(), Some(1));
+    let out = run(&straight, &cache, &["--set", "decoder.flow.steps=14"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
     assert!(
-        text(&out.stderr).contains("pass --resume"),
-        "{}",
-        text(&out.stderr)
+        stderr.contains("finished with other model or data settings")
+            && stderr.contains("decoder.flow.steps: finished with 12 / now 14"),
+        "{stderr}"
     );
+    assert!(weights(&straight) == reference);
 
     // synth on the trained decoder: a 22.05 kHz WAV of the length the codes imply.
     let wav = dir.path().join("out.wav");

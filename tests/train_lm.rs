@@ -16,9 +16,17 @@ fn train_args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
     args.push("--set".into());
     args.push(format!("data.cache_dir={}", cache.display()));
     args.extend(
-        ["--set", "lm.steps=60", "--set", "lm.checkpoint_every=4"]
-            .iter()
-            .map(|s| s.to_string()),
+        // Stage one only: stage two and the package have their own tests.
+        [
+            "--set",
+            "lm.steps=60",
+            "--set",
+            "lm.checkpoint_every=4",
+            "--stages",
+            "lm",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
     );
     args.extend(extra.iter().map(|s| s.to_string()));
     args
@@ -181,24 +189,47 @@ fn earlier_runs_are_protected() {
     let dir = tempfile::tempdir().unwrap();
     let cache = crate::common::prepared_tiny_cache(dir.path());
     let run = dir.path().join("run");
-    train(&run, &cache, &["--set", "lm.steps=4"], &[]);
-    let out = train(&run, &cache, &["--set", "lm.steps=4"], &[]);
-    assert!(
-        text(&out.stderr)
-            .contains("already holds checkpoints of an earlier run (up to step 4): pass --resume"),
-        "{}",
-        text(&out.stderr)
-    );
+    // A run cut after its step-4 checkpoint (of 8 steps).
     let out = train(
         &run,
         &cache,
-        &["--set", "lm.steps=4", "--set", "lm.lora.rank=4", "--resume"],
+        &["--set", "lm.steps=8"],
+        &[("ARP_FAULT_ABORT_IN_CHECKPOINT", "8")],
+    );
+    assert!(!out.status.success());
+    // Different model settings: the checkpoints are not resumed, nor overwritten.
+    let out = train(
+        &run,
+        &cache,
+        &["--set", "lm.steps=8", "--set", "lm.lora.rank=4"],
         &[],
     );
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("cannot resume from")
             && stderr.contains("lm.lora.rank: checkpoint 16 / now 4"),
+        "{stderr}"
+    );
+    assert!(run.join("lm/step-000004/complete").exists());
+    // The same settings continue it; once finished, a changed recipe is refused by name.
+    let out = train(&run, &cache, &["--set", "lm.steps=8"], &[]);
+    assert!(
+        text(&out.stdout).contains("stage one (lm): 8 steps"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = train(
+        &run,
+        &cache,
+        &["--set", "lm.steps=8", "--set", "lm.lora.rank=4"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("stage one (lm) in")
+            && stderr.contains("finished with other model or data settings")
+            && stderr.contains("lm.lora.rank: finished with 16 / now 4"),
         "{stderr}"
     );
 }

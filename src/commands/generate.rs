@@ -17,7 +17,8 @@ use crate::models::whisper_vq::SpeechTokenizer;
 /// `arp-train generate` options.
 #[derive(clap::Args, Debug)]
 pub struct GenerateArgs {
-    /// Model directory (Hugging Face layout: base GLM-4-Voice-9B or a merged export).
+    /// Model directory (Hugging Face layout: base GLM-4-Voice-9B or a merged export), or an
+    /// ARP-Model package (its LM, with the character's persona unless --system/--persona).
     #[arg(long, value_name = "DIR")]
     pub model: PathBuf,
     /// PEFT LoRA adapter directory to apply.
@@ -111,7 +112,21 @@ impl BackendTask for Run<'_> {
     }
 }
 
-pub fn generate_command(args: GenerateArgs, device: Option<DeviceSpec>) -> Exit {
+pub fn generate_command(mut args: GenerateArgs, device: Option<DeviceSpec>) -> Exit {
+    match crate::package::open(&args.model) {
+        Ok(Some(manifest)) => {
+            eprintln!(
+                "ARP-Model package {} ({}): LM {}",
+                manifest.name, manifest.character.name, manifest.lm.source
+            );
+            args.model = args.model.join(&manifest.lm.dir);
+            if args.system.is_none() && args.persona.is_none() {
+                args.persona = Some(manifest.character.system_prompt.clone());
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return Exit::Usage(e),
+    }
     match (&args.prompt, &args.prompt_audio, &args.speech_tokenizer) {
         (Some(_), None, _) | (None, Some(_), Some(_)) => {}
         (None, Some(_), None) => {

@@ -3,6 +3,7 @@
 pub mod generate;
 pub mod prepare;
 pub mod run;
+pub mod sweep;
 pub mod synth;
 pub mod validate;
 

@@ -15,7 +15,8 @@ use crate::train::vocoder::vocode;
 
 #[derive(clap::Args, Debug)]
 pub struct SynthArgs {
-    /// A GLM-4-Voice-Decoder directory (config.yaml, flow.safetensors, hift.safetensors).
+    /// A GLM-4-Voice-Decoder directory (config.yaml, flow.safetensors, hift.safetensors), or
+    /// an ARP-Model package (its decoder is used).
     #[arg(long, value_name = "DIR")]
     pub decoder: PathBuf,
     /// Speech codes: `generate --codes-out` JSON, or whitespace/comma-separated integers or
@@ -126,8 +127,13 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
     };
+    let decoder_dir = match crate::package::open(&args.decoder) {
+        Ok(Some(manifest)) => args.decoder.join(&manifest.decoder.dir),
+        Ok(None) => args.decoder.clone(),
+        Err(e) => return Exit::Usage(e),
+    };
     let task = Synth {
-        dir: &args.decoder,
+        dir: &decoder_dir,
         codes: &codes,
         steps: args.steps,
         seed: args.seed,

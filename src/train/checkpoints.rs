@@ -39,6 +39,14 @@ impl Checkpoints {
         })
     }
 
+    /// A stage's checkpoints as they are, for looking only (creates and removes nothing).
+    pub fn peek(dir: &Path) -> Self {
+        Checkpoints {
+            dir: dir.to_path_buf(),
+            keep_last_n: usize::MAX,
+        }
+    }
+
     /// Complete checkpoints, oldest first, as (step, dir).
     pub fn list(&self) -> Vec<(usize, PathBuf)> {
         let mut out: Vec<(usize, PathBuf)> = std::fs::read_dir(&self.dir)

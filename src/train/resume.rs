@@ -27,19 +27,28 @@ const FREE_KEYS: [&str; 7] = [
     "schedule",
 ];
 
-fn strip(value: &mut serde_json::Value) {
+/// Keys that never change what a finished stage produced (how often it logged or saved).
+const CADENCE_KEYS: [&str; 5] = [
+    "checkpoint_every",
+    "keep_last_n",
+    "eval_every",
+    "log_every",
+    "max_nonfinite_steps",
+];
+
+fn strip(value: &mut serde_json::Value, keys: &[&str]) {
     if let Some(map) = value.as_object_mut() {
-        for key in FREE_KEYS {
-            map.remove(key);
+        for key in keys {
+            map.remove(*key);
         }
     }
 }
 
-fn identity(recipe: &Recipe, section: ResumeSection) -> serde_json::Value {
+fn identity(recipe: &Recipe, section: ResumeSection, free: &[&str]) -> serde_json::Value {
     let stage = match section {
         ResumeSection::Lm => {
             let mut lm = serde_json::to_value(&recipe.lm).expect("recipes serialize");
-            strip(&mut lm);
+            strip(&mut lm, free);
             lm
         }
         ResumeSection::Flow | ResumeSection::Hift => {
@@ -52,7 +61,7 @@ fn identity(recipe: &Recipe, section: ResumeSection) -> serde_json::Value {
             if let Some(map) = decoder.as_object_mut() {
                 map.remove(drop);
                 if let Some(part) = map.get_mut(keep) {
-                    strip(part);
+                    strip(part, free);
                 }
             }
             decoder
@@ -84,6 +93,48 @@ fn flatten(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, S
     }
 }
 
+/// Everything a finished stage's result depends on, as flat `key -> value` pairs named as in
+/// the recipe (`lm.lora.rank`, `decoder.flow.steps`, `data.cache_dir`, ...): the seed, the
+/// character, the data, and the stage's section without its cadence keys.
+pub fn finished_identity(recipe: &Recipe, section: ResumeSection) -> BTreeMap<String, String> {
+    flat_identity(recipe, section, &CADENCE_KEYS)
+}
+
+fn flat_identity(
+    recipe: &Recipe,
+    section: ResumeSection,
+    free: &[&str],
+) -> BTreeMap<String, String> {
+    let mut flat = BTreeMap::new();
+    flatten("", &identity(recipe, section, free), &mut flat);
+    let prefix = match section {
+        ResumeSection::Lm => "lm.",
+        ResumeSection::Flow | ResumeSection::Hift => "decoder.",
+    };
+    flat.into_iter()
+        .map(|(k, v)| (k.replacen("stage.", prefix, 1), v))
+        .collect()
+}
+
+/// `  key: <then_label> A / now B` for every key whose value differs.
+pub fn differences(
+    then: &BTreeMap<String, String>,
+    now: &BTreeMap<String, String>,
+    then_label: &str,
+) -> Vec<String> {
+    let keys: BTreeSet<&String> = then.keys().chain(now.keys()).collect();
+    keys.into_iter()
+        .filter(|k| then.get(*k) != now.get(*k))
+        .map(|k| {
+            format!(
+                "  {k}: {then_label} {} / now {}",
+                then.get(k).map_or("-", String::as_str),
+                now.get(k).map_or("-", String::as_str)
+            )
+        })
+        .collect()
+}
+
 /// Refuses a checkpoint made with different model or data settings, listing the differences;
 /// changed optimizer or schedule settings are allowed with a warning.
 pub fn check_resumable(
@@ -99,26 +150,11 @@ pub fn check_resumable(
             )
         })?
         .recipe;
-    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
-    flatten("", &identity(&saved, section), &mut a);
-    flatten("", &identity(current, section), &mut b);
-    let keys: BTreeSet<&String> = a.keys().chain(b.keys()).collect();
-    let name = |k: &str| match section {
-        ResumeSection::Lm => k.replacen("stage.", "lm.", 1),
-        ResumeSection::Flow | ResumeSection::Hift => k.replacen("stage.", "decoder.", 1),
-    };
-    let diffs: Vec<String> = keys
-        .into_iter()
-        .filter(|k| a.get(*k) != b.get(*k))
-        .map(|k| {
-            format!(
-                "  {}: checkpoint {} / now {}",
-                name(k),
-                a.get(k).map_or("-", String::as_str),
-                b.get(k).map_or("-", String::as_str)
-            )
-        })
-        .collect();
+    let diffs = differences(
+        &flat_identity(&saved, section, &FREE_KEYS),
+        &flat_identity(current, section, &FREE_KEYS),
+        "checkpoint",
+    );
     if !diffs.is_empty() {
         return Err(format!(
             "cannot resume from {}: the recipe's model or data settings differ from the checkpoint's:\n{}\n\

@@ -1,0 +1,179 @@
+//! `arp-train sweep FILE`: expands a sweep (base recipe + named variants and/or a grid of
+//! overrides) into runs under one directory and runs them one after another. Every run's recipe
+//! is checked before the first one starts. Finished runs are skipped, an interrupted one
+//! resumes, a failed one is reported and the sweep goes on. After each run the summary table is
+//! rewritten (`summary.md`, `summary.csv`).
+
+use std::path::PathBuf;
+
+use super::run::{execute, output_override};
+use super::{load_runnable, Exit};
+use crate::backend::DeviceSpec;
+use crate::data::scan;
+use crate::pipeline::{self, Options};
+use crate::plan::Plan;
+use crate::recipe::Recipe;
+use crate::sweep::summary::{self, Row};
+use crate::sweep::Sweep;
+
+#[derive(clap::Args, Debug)]
+pub struct SweepArgs {
+    /// The sweep file (recipes/sweeps/*.yaml).
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Directory of the sweep's runs (overrides the file's output_dir).
+    #[arg(long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+    /// Override a recipe key in every run (after the file's `set`, before each run's own).
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// List the runs and where each stands; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
+    let sweep = match Sweep::load(&args.file) {
+        Ok(sweep) => sweep,
+        Err(e) => return Exit::Usage(e),
+    };
+    let Some(root) = args.output.clone().or(sweep.output_dir.clone()) else {
+        return Exit::Usage(format!(
+            "{}: no output directory: set `output_dir` in the sweep file or pass --output DIR",
+            args.file.display()
+        ));
+    };
+    // Every run's recipe is loaded and checked before anything runs.
+    let mut recipes: Vec<Recipe> = Vec::new();
+    let mut problems = Vec::new();
+    for run in &sweep.runs {
+        let mut overrides = sweep.common.clone();
+        overrides.extend(args.overrides.iter().cloned());
+        overrides.extend(run.overrides.iter().cloned());
+        overrides.push(output_override(&root.join(&run.name)));
+        match load_runnable(&sweep.recipe, &overrides) {
+            Ok(recipe) => recipes.push(recipe),
+            Err(Exit::Usage(e) | Exit::Failed(e)) => {
+                problems.push(format!("run {:?}:\n{e}", run.name))
+            }
+            Err(Exit::Ok) => {}
+        }
+    }
+    if !problems.is_empty() {
+        return Exit::Usage(format!(
+            "{}: {} of {} runs have recipe errors (nothing was run):\n{}",
+            args.file.display(),
+            problems.len(),
+            sweep.runs.len(),
+            problems.join("\n")
+        ));
+    }
+    let title = format!(
+        "Sweep {}{}",
+        args.file
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+        sweep
+            .description
+            .as_ref()
+            .map(|d| format!(": {d}"))
+            .unwrap_or_default()
+    );
+    println!(
+        "{title}\n{} runs of {} in {}",
+        sweep.runs.len(),
+        sweep.recipe.display(),
+        root.display()
+    );
+
+    let complete = |recipe: &Recipe| -> bool {
+        scan::scan(&recipe.data.manifests, &recipe.data.filters)
+            .map(|s| pipeline::run_is_complete(recipe, &Plan::new(recipe, &s)))
+            .unwrap_or(false)
+    };
+    if args.dry_run {
+        for (run, recipe) in sweep.runs.iter().zip(&recipes) {
+            let state = if complete(recipe) {
+                "complete: skipped"
+            } else if recipe.output_dir.exists() {
+                "started: resumes"
+            } else {
+                "not started"
+            };
+            println!(
+                "  {:<28} {state}   {}",
+                run.name,
+                if run.overrides.is_empty() {
+                    "(base recipe)".to_string()
+                } else {
+                    run.overrides.join(" ")
+                }
+            );
+        }
+        return Exit::Ok;
+    }
+
+    let mut statuses: Vec<String> = vec!["pending".into(); sweep.runs.len()];
+    let write_summary = |statuses: &[String]| -> Result<String, String> {
+        let rows: Vec<Row> = sweep
+            .runs
+            .iter()
+            .zip(statuses)
+            .map(|(run, status)| {
+                summary::read_row(&run.name, &run.overrides, status, &root.join(&run.name))
+            })
+            .collect();
+        let markdown = summary::markdown(&title, &rows);
+        for (name, text) in [
+            ("summary.md", &markdown),
+            ("summary.csv", &summary::csv(&rows)),
+        ] {
+            let path = root.join(name);
+            crate::atomic::write(&path, text.as_bytes())
+                .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        }
+        Ok(markdown)
+    };
+    let mut failed = 0;
+    for (i, (run, recipe)) in sweep.runs.iter().zip(&recipes).enumerate() {
+        println!(
+            "\n== sweep run {}/{}: {} ==",
+            i + 1,
+            sweep.runs.len(),
+            run.name
+        );
+        statuses[i] = if complete(recipe) {
+            println!("complete: skipped");
+            "done (earlier)".into()
+        } else {
+            match execute(recipe, device, false, &Options::default()) {
+                Exit::Ok => "done".into(),
+                Exit::Usage(e) | Exit::Failed(e) => {
+                    eprintln!("error: sweep run {}: {e}", run.name);
+                    failed += 1;
+                    format!("failed: {}", e.lines().next().unwrap_or_default())
+                }
+            }
+        };
+        if let Err(e) = write_summary(&statuses) {
+            return Exit::Failed(e);
+        }
+    }
+    match write_summary(&statuses) {
+        Ok(markdown) => println!(
+            "\n{markdown}\nsummary: {}, {}",
+            root.join("summary.md").display(),
+            root.join("summary.csv").display()
+        ),
+        Err(e) => return Exit::Failed(e),
+    }
+    if failed > 0 {
+        Exit::Failed(format!(
+            "{failed} of {} sweep runs failed (see the summary)",
+            sweep.runs.len()
+        ))
+    } else {
+        Exit::Ok
+    }
+}

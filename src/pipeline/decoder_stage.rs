@@ -1,0 +1,105 @@
+//! Stage two in the pipeline: the flow, then the vocoder, in fp32 on the resolved backend (as
+//! CosyVoice trains them, whatever precision stage one used); prints both curves and leaves
+//! the stage's `done.json`.
+
+use std::path::Path;
+use std::time::Instant;
+
+use burn::tensor::backend::Backend;
+
+use super::done::StageRecord;
+use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
+use crate::logfile::say;
+use crate::recipe::Recipe;
+use crate::train::decoder::DecoderReport;
+use crate::train::lm::Resume;
+use crate::train::part::PartReport;
+
+pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<StageRecord, String> {
+    let started = Instant::now();
+    let report = match backend::run_on(
+        device,
+        Dtype::Fp32,
+        TrainDecoder {
+            recipe,
+            stage_dir,
+            resume: &Resume::Latest,
+        },
+    ) {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return Err(format!("stage two failed: {e}")),
+        Err(e) => return Err(e.to_string()),
+    };
+    say(format!(
+        "stage two (decoder): {} utterances ({:.1} s of audio, {} held out)",
+        report.train_utterances, report.seconds_of_audio, report.validation_utterances
+    ));
+    say(format!(
+        "  flow (flow-matching loss): {}",
+        curve(&report.flow)
+    ));
+    say(format!("  vocoder (mel L1): {}", curve(&report.vocoder)));
+    say(format!("  decoder: {}", report.model_dir.display()));
+    let record =
+        StageRecord::from_decoder(recipe, &report, stage_dir, started.elapsed().as_secs_f64());
+    record.write(stage_dir)?;
+    for (part, config) in [
+        ("flow", &recipe.decoder.flow),
+        ("hift", &recipe.decoder.hift),
+    ] {
+        say(format!(
+            "  {part}: {}",
+            super::disk::checkpoints_line(&stage_dir.join(part), config.train.keep_last_n)
+        ));
+    }
+    Ok(record)
+}
+
+fn curve(p: &PartReport) -> String {
+    if p.already_done {
+        return format!("already trained ({} steps)", p.steps);
+    }
+    let first = p.losses.first().copied().unwrap_or(f64::NAN);
+    let tail = &p.losses[p.losses.len().saturating_sub(5)..];
+    let last = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
+    let eval = p
+        .eval_losses
+        .first()
+        .zip(p.eval_losses.last())
+        .map(|((_, a), (s, b))| format!(", held-out {a:.4} -> {b:.4} at step {s}"))
+        .unwrap_or_default();
+    format!(
+        "{} steps in {:.1} s; train {first:.4} -> {last:.4} (mean of the last 5){eval}; {} skipped",
+        p.steps, p.wall_seconds, p.skipped_steps
+    )
+}
+
+struct TrainDecoder<'a> {
+    recipe: &'a Recipe,
+    stage_dir: &'a Path,
+    resume: &'a Resume,
+}
+
+impl BackendTask for TrainDecoder<'_> {
+    type Output = Result<DecoderReport, String>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            crate::train::decoder::train_decoder::<burn::backend::Autodiff<B>>(
+                self.recipe,
+                &device,
+                self.stage_dir,
+                self.resume,
+            )
+        }));
+        result.unwrap_or_else(|payload| {
+            let message = backend::panic_message(payload.as_ref(), "the backend panicked");
+            if message.to_lowercase().contains("out of memory") {
+                Err(format!(
+                    "the device ran out of memory ({message}). Lower decoder.flow.max_frames_per_batch or decoder.hift.max_frames_per_batch"
+                ))
+            } else {
+                Err(format!("stage two crashed: {message}"))
+            }
+        })
+    }
+}

@@ -1,0 +1,116 @@
+//! Stage one in the pipeline: train (or resume) on the resolved backend with autodiff, turn a
+//! backend panic into advice, print the curve, and leave the stage's `done.json`.
+
+use std::path::Path;
+
+use burn::tensor::backend::Backend;
+
+use super::done::StageRecord;
+use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
+use crate::logfile::say;
+use crate::recipe::Recipe;
+use crate::train::lm::{LmReport, Resume};
+
+pub fn run(
+    recipe: &Recipe,
+    stage_dir: &Path,
+    device: DeviceSpec,
+    dtype: Dtype,
+    resume: &Resume,
+) -> Result<StageRecord, String> {
+    let report = match backend::run_on(
+        device,
+        dtype,
+        TrainLm {
+            recipe,
+            stage_dir,
+            resume,
+        },
+    ) {
+        Ok(Ok(report)) => report,
+        Ok(Err(e)) => return Err(format!("stage one failed: {e}")),
+        Err(e) => return Err(e.to_string()),
+    };
+    print_report(&report);
+    let record = StageRecord::from_lm(recipe, &report, stage_dir);
+    record.write(stage_dir)?;
+    say(format!(
+        "  {}",
+        super::disk::checkpoints_line(stage_dir, recipe.lm.train.keep_last_n)
+    ));
+    Ok(record)
+}
+
+fn print_report(r: &LmReport) {
+    let first = r.losses.first().copied().unwrap_or(f64::NAN);
+    let last = r.losses.last().copied().unwrap_or(f64::NAN);
+    say(format!(
+        "stage one (lm): {} steps in {:.1} s on {} samples ({} held out); train loss {first:.4} -> {last:.4}{}; {} skipped",
+        r.steps,
+        r.wall_seconds,
+        r.train_samples,
+        r.validation_samples,
+        r.eval_losses
+            .last()
+            .map(|(s, l)| format!(", eval loss {l:.4} at step {s}"))
+            .unwrap_or_default(),
+        r.skipped_steps
+    ));
+    say(format!(
+        "  samples: {:.1}% padding in batches, {} shortened by dropping old turns, {} too long (left out)",
+        100.0 * r.padding_share,
+        r.truncated_samples,
+        r.dropped_too_long
+    ));
+    if let Some(adapter) = &r.adapter_dir {
+        say(format!("  PEFT adapter: {}", adapter.display()));
+    }
+    say(format!("  merged model: {}", r.merged_dir.display()));
+}
+
+struct TrainLm<'a> {
+    recipe: &'a Recipe,
+    stage_dir: &'a Path,
+    resume: &'a Resume,
+}
+
+impl BackendTask for TrainLm<'_> {
+    type Output = Result<LmReport, String>;
+    fn run<B: Backend>(self, device: B::Device) -> Self::Output {
+        // Backends panic when the device runs out of memory: turn that into advice.
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.train::<B>(device)));
+        result.unwrap_or_else(|payload| {
+            let message = backend::panic_message(payload.as_ref(), "the backend panicked");
+            let lower = message.to_lowercase();
+            if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom") {
+                Err(format!(
+                    "the device ran out of memory ({message}). Lower lm.batch_size (and raise lm.gradient_accumulation \
+                     to keep the effective batch), lower lm.max_seq_len, keep lm.activation_checkpointing on, or use \
+                     LoRA with a smaller rank; `--dry-run` prints the memory estimate"
+                ))
+            } else {
+                Err(format!("stage one crashed: {message}"))
+            }
+        })
+    }
+}
+
+impl TrainLm<'_> {
+    fn train<B: Backend>(&self, device: B::Device) -> Result<LmReport, String> {
+        use crate::train::lm::train_lm;
+        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+        use burn::backend::Autodiff;
+        // burn recomputes cheap (memory-bound) activations in the backward pass instead of keeping them.
+        if self.recipe.lm.activation_checkpointing {
+            train_lm::<Autodiff<B, BalancedCheckpointing>>(
+                self.recipe,
+                &device,
+                self.stage_dir,
+                self.resume,
+            )
+        } else {
+            train_lm::<Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
+        }
+    }
+}

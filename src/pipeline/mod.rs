@@ -1,0 +1,294 @@
+//! The main command's work once the recipe is loaded: prepare -> lm (stage one) -> decoder
+//! (stage two) -> package. Each stage first says where it stands in the run directory
+//! ([`status`]): done stages are skipped, interrupted ones resume from their checkpoints, frozen
+//! ones keep the given model, and a stage finished with other settings is refused untouched.
+//! `--stages` runs a subset. Rerunning the same command after a crash continues the run.
+
+pub mod decoder_stage;
+pub mod disk;
+pub mod done;
+pub mod lm_stage;
+pub mod status;
+
+use std::fmt::Write;
+
+use crate::backend::{DeviceSpec, Dtype};
+use crate::commands::Exit;
+use crate::data::scan::Scan;
+use crate::logfile::say;
+use crate::package::{self, DecoderSource, LmSource};
+use crate::plan::Plan;
+use crate::recipe::Recipe;
+use crate::train::lm::Resume;
+use status::State;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum StageName {
+    Prepare,
+    Lm,
+    Decoder,
+    Package,
+}
+
+impl StageName {
+    pub const ALL: [StageName; 4] = [
+        StageName::Prepare,
+        StageName::Lm,
+        StageName::Decoder,
+        StageName::Package,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageName::Prepare => "prepare",
+            StageName::Lm => "lm",
+            StageName::Decoder => "decoder",
+            StageName::Package => "package",
+        }
+    }
+
+    /// `lm,decoder` (any order, no repeats) -> the stages in pipeline order.
+    pub fn parse_list(text: &str) -> Result<Vec<StageName>, String> {
+        let mut out = Vec::new();
+        for word in text.split(',').map(str::trim).filter(|w| !w.is_empty()) {
+            let stage = Self::ALL
+                .into_iter()
+                .find(|s| s.as_str() == word)
+                .ok_or_else(|| {
+                    format!(
+                        "--stages: unknown stage {word:?} (stages: prepare, lm, decoder, package)"
+                    )
+                })?;
+            if out.contains(&stage) {
+                return Err(format!("--stages: {word:?} is listed twice"));
+            }
+            out.push(stage);
+        }
+        if out.is_empty() {
+            return Err("--stages: name at least one of prepare, lm, decoder, package".into());
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+pub struct Options {
+    pub stages: Vec<StageName>,
+    /// True when the user chose the stages (`--stages`): prepare then runs even if nothing trains.
+    pub stages_chosen: bool,
+    /// Stage one's starting point: its newest checkpoint, or a given checkpoint directory.
+    pub resume: Resume,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            stages: StageName::ALL.to_vec(),
+            stages_chosen: false,
+            resume: Resume::Latest,
+        }
+    }
+}
+
+/// Where the run directory stands for this recipe.
+pub struct Survey {
+    pub lm: State,
+    pub decoder: State,
+    /// The package's inputs, once both stages are done or frozen.
+    pub sources: Option<(LmSource, DecoderSource)>,
+}
+
+impl Survey {
+    pub fn take(recipe: &Recipe, plan: &Plan) -> Survey {
+        let lm = status::lm_state(recipe, plan);
+        let decoder = status::decoder_state(recipe, plan);
+        let sources = lm_source(recipe, &lm).zip(decoder_source(recipe, &decoder));
+        Survey {
+            lm,
+            decoder,
+            sources,
+        }
+    }
+
+    pub fn package_state(&self, recipe: &Recipe) -> String {
+        match &self.sources {
+            Some((lm, decoder)) if package::up_to_date(recipe, lm, decoder) => format!(
+                "up to date in {}: skipped",
+                package::package_dir(recipe).display()
+            ),
+            Some(_) => format!("assembles {}", package::package_dir(recipe).display()),
+            None => "assembles the ARP-Model once lm and decoder are done".into(),
+        }
+    }
+
+    /// The dry run's (and the run's opening) account of each stage.
+    pub fn render(&self, recipe: &Recipe, options: &Options) -> String {
+        let mut s = String::new();
+        let _ = writeln!(s, "== run directory {} ==", recipe.output_dir.display());
+        let selected = |stage: StageName| options.stages.contains(&stage);
+        let prepare = if options.stages_chosen && selected(StageName::Prepare) {
+            "runs (incremental: cached clips are reused)"
+        } else if (selected(StageName::Lm) && self.lm.needs_training())
+            || (selected(StageName::Decoder) && self.decoder.needs_training())
+        {
+            "runs (incremental: cached clips are reused)"
+        } else {
+            "skipped: no selected stage trains"
+        };
+        let lines = [
+            (StageName::Prepare, prepare.to_string()),
+            (StageName::Lm, self.lm.describe()),
+            (StageName::Decoder, self.decoder.describe()),
+            (StageName::Package, self.package_state(recipe)),
+        ];
+        for (stage, text) in lines {
+            if selected(stage) {
+                let _ = writeln!(s, "{:<8} {text}", stage.as_str());
+            } else {
+                let _ = writeln!(s, "{:<8} not selected (--stages)", stage.as_str());
+            }
+        }
+        s
+    }
+}
+
+fn lm_source(recipe: &Recipe, state: &State) -> Option<LmSource> {
+    let dir = status::lm_dir(recipe);
+    match state {
+        State::Frozen(_) => recipe.lm.base_model.clone().map(LmSource::Base),
+        State::Done(record) => Some(LmSource::Trained {
+            merged: dir.join("merged"),
+            adapter: record
+                .outputs
+                .iter()
+                .any(|o| o == "adapter")
+                .then(|| dir.join("adapter")),
+            plot: dir.join("loss.svg"),
+            record: record.clone(),
+        }),
+        _ => None,
+    }
+}
+
+fn decoder_source(recipe: &Recipe, state: &State) -> Option<DecoderSource> {
+    let dir = status::decoder_dir(recipe);
+    match state {
+        State::Frozen(_) => recipe.decoder.init.clone().map(DecoderSource::Original),
+        State::Done(record) => Some(DecoderSource::Trained {
+            model: dir.join("model"),
+            plots: vec![
+                ("flow".into(), dir.join("flow/loss.svg")),
+                ("vocoder".into(), dir.join("hift/loss.svg")),
+            ],
+            record: record.clone(),
+        }),
+        _ => None,
+    }
+}
+
+/// Runs the selected stages of `recipe` into its output directory.
+pub fn run(
+    recipe: &Recipe,
+    scan: &Scan,
+    plan: &Plan,
+    device: DeviceSpec,
+    dtype: Dtype,
+    options: &Options,
+) -> Exit {
+    let selected = |stage: StageName| options.stages.contains(&stage);
+    let survey = Survey::take(recipe, plan);
+    say(survey.render(recipe, options));
+    for (stage, state) in [
+        (StageName::Lm, &survey.lm),
+        (StageName::Decoder, &survey.decoder),
+    ] {
+        if let (true, State::Conflict(why)) = (selected(stage), state) {
+            return Exit::Usage(why.clone());
+        }
+    }
+
+    let trains = (selected(StageName::Lm) && survey.lm.needs_training())
+        || (selected(StageName::Decoder) && survey.decoder.needs_training());
+    if selected(StageName::Prepare) && (trains || options.stages_chosen) {
+        match crate::commands::prepare::prepare_recipe(recipe, scan, device) {
+            Exit::Ok => {}
+            other => return other,
+        }
+    }
+
+    if selected(StageName::Lm) {
+        match &survey.lm {
+            State::Frozen(kept) => say(format!("stage one (lm): frozen, {kept} is kept")),
+            State::Done(_) => say("stage one (lm): done, skipped"),
+            _ => {
+                let stage_dir = status::lm_dir(recipe);
+                if let Err(e) = lm_stage::run(recipe, &stage_dir, device, dtype, &options.resume) {
+                    return Exit::Failed(e);
+                }
+            }
+        }
+    }
+    if selected(StageName::Decoder) {
+        match &survey.decoder {
+            State::Frozen(kept) => say(format!("stage two (decoder): frozen, {kept} is kept")),
+            State::Done(_) => say("stage two (decoder): done, skipped"),
+            _ => {
+                if let Err(e) = decoder_stage::run(recipe, &status::decoder_dir(recipe), device) {
+                    return Exit::Failed(e);
+                }
+            }
+        }
+    }
+    if selected(StageName::Package) {
+        let survey = Survey::take(recipe, plan);
+        let Some((lm, decoder)) = &survey.sources else {
+            let waiting: Vec<&str> = [("lm", &survey.lm), ("decoder", &survey.decoder)]
+                .iter()
+                .filter(|(_, s)| !matches!(s, State::Done(_) | State::Frozen(_)))
+                .map(|(name, _)| *name)
+                .collect();
+            return Exit::Usage(format!(
+                "the package needs finished stages: {} not done yet (run them first, e.g. --stages {})",
+                waiting.join(" and "),
+                waiting.join(",")
+            ));
+        };
+        if package::up_to_date(recipe, lm, decoder) {
+            say(format!(
+                "package: up to date, {}",
+                package::package_dir(recipe).display()
+            ));
+        } else {
+            match package::assemble(recipe, plan, lm, decoder) {
+                Ok(manifest) => say(package_summary(recipe, &manifest)),
+                Err(e) => return Exit::Failed(e),
+            }
+        }
+    }
+    say(disk::run_line(&recipe.output_dir));
+    Exit::Ok
+}
+
+fn package_summary(recipe: &Recipe, m: &package::Manifest) -> String {
+    let bytes: u64 = m.files.iter().map(|f| f.bytes).sum();
+    format!(
+        "package: {} ({} files, {}; trained: {}) in {}",
+        m.name,
+        m.files.len(),
+        disk::human(bytes),
+        match m.trained_stages().as_slice() {
+            [] => "none".to_string(),
+            stages => stages.join(", "),
+        },
+        package::package_dir(recipe).display()
+    )
+}
+
+/// True when every stage of the recipe's run is done and its package is up to date.
+pub fn run_is_complete(recipe: &Recipe, plan: &Plan) -> bool {
+    let survey = Survey::take(recipe, plan);
+    survey
+        .sources
+        .as_ref()
+        .is_some_and(|(lm, decoder)| package::up_to_date(recipe, lm, decoder))
+}

@@ -1,0 +1,554 @@
+//! The main command end to end on the tiny recipe: every stage on CPU, the ARP-Model package
+//! answering through `generate` and `synth`, reruns that skip what is done, runs killed at
+//! seeded points that end with the same package, `--stages`, and the decoupling sweep.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{arp_train, repo, text};
+
+fn manifest(package: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(package.join("arp-model.json")).unwrap()).unwrap()
+}
+
+/// (path, sha256) of every package file except the recipe copy, which names the run's
+/// output directory.
+fn package_files(run: &Path) -> Vec<(String, String)> {
+    manifest(&run.join("arp-model"))["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["path"].as_str().unwrap().to_string(),
+                f["sha256"].as_str().unwrap().to_string(),
+            )
+        })
+        .filter(|(path, _)| path != "recipe.yaml")
+        .collect()
+}
+
+#[test]
+fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("run");
+    let cache = format!("data.cache_dir={}", dir.path().join("cache").display());
+    let args = [
+        "--recipe",
+        "recipes/tiny.yaml",
+        "--output",
+        &output.display().to_string(),
+        "--set",
+        &cache,
+        "--log-format",
+        "json",
+    ];
+    let out = arp_train(&repo(), &args);
+    let stderr = text(&out.stderr);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let trained = started.elapsed().as_secs_f64();
+    assert!(
+        stdout.contains("prepared 21 utterances") && stdout.contains("stage one (lm): 120 steps"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("stage two (decoder): 9 utterances"),
+        "{stdout}"
+    );
+    // keep_last_n (3 in base.yaml) holds per stage and part, and the usage is printed.
+    for (part, steps) in [
+        ("lm", "40, 80, 120"),
+        ("flow", "20, 30, 40"),
+        ("hift", "4, 8, 12"),
+    ] {
+        assert!(
+            stdout.contains(&format!("3 checkpoints kept (step {steps}; keep_last_n 3)")),
+            "{part}: {stdout}"
+        );
+    }
+    assert!(stdout.contains("disk: "), "{stdout}");
+    let metrics = std::fs::read_to_string(output.join("lm/metrics.jsonl")).unwrap();
+    assert_eq!(
+        metrics.lines().count(),
+        121,
+        "the step-0 evaluation and 120 steps"
+    );
+    // The tiny recipe's stage one learns: train loss at least halves, eval loss falls.
+    let records: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let losses: Vec<f64> = records.iter().filter_map(|r| r["loss"].as_f64()).collect();
+    let evals: Vec<f64> = records
+        .iter()
+        .filter_map(|r| r["eval_loss"].as_f64())
+        .collect();
+    let late = losses[losses.len() - 10..].iter().sum::<f64>() / 10.0;
+    println!(
+        "tiny stage one: train loss {:.3} -> {late:.3} (mean of the last 10), eval {:.3} -> {:.3}",
+        losses[0],
+        evals[0],
+        evals[evals.len() - 1]
+    );
+    assert!(
+        late <= 0.5 * losses[0],
+        "train loss {} -> {late}",
+        losses[0]
+    );
+    assert!(evals[evals.len() - 1] < evals[0], "eval loss {evals:?}");
+    assert!(
+        stderr
+            .lines()
+            .any(|l| l.starts_with('{') && l.contains("\"starting run\"")),
+        "json logs: {stderr}"
+    );
+    let resolved = std::fs::read_to_string(output.join("recipe.resolved.yaml")).unwrap();
+    assert!(resolved.contains("rank: 16"));
+    assert!(
+        resolved.contains(&format!("output_dir: {}", output.display())),
+        "{resolved}"
+    );
+    assert!(output.join("reports/data-rejections.jsonl").exists());
+
+    // Stage two on the same run: the flow-matching loss falls by at least 40% and the
+    // vocoder's mel L1 falls, on training batches and on the held-out utterance.
+    let part = |name: &str| -> (Vec<f64>, Vec<f64>) {
+        let text =
+            std::fs::read_to_string(output.join(format!("decoder/{name}/metrics.jsonl"))).unwrap();
+        let records: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        (
+            records.iter().filter_map(|r| r["loss"].as_f64()).collect(),
+            records
+                .iter()
+                .filter_map(|r| r["eval_loss"].as_f64())
+                .collect(),
+        )
+    };
+    let tail = |v: &[f64]| v[v.len() - 5..].iter().sum::<f64>() / 5.0;
+    let (flow, flow_eval) = part("flow");
+    let (hift, hift_eval) = part("hift");
+    println!(
+        "tiny stage two: flow loss {:.3} -> {:.3} (held-out {:.3} -> {:.3}); vocoder mel L1 {:.3} -> {:.3} (held-out {:.3} -> {:.3})",
+        flow[0], tail(&flow), flow_eval[0], flow_eval[flow_eval.len() - 1],
+        hift[0], tail(&hift), hift_eval[0], hift_eval[hift_eval.len() - 1]
+    );
+    assert_eq!((flow.len(), hift.len()), (40, 12));
+    assert!(tail(&flow) <= 0.6 * flow[0], "flow loss {flow:?}");
+    assert!(
+        flow_eval[flow_eval.len() - 1] <= 0.6 * flow_eval[0],
+        "flow held-out {flow_eval:?}"
+    );
+    assert!(
+        tail(&hift) < hift[0] && hift_eval[hift_eval.len() - 1] < hift_eval[0],
+        "vocoder {hift:?} {hift_eval:?}"
+    );
+
+    // The package: merged LM with tokenizer, adapter, decoder, plots, card, manifest.
+    let package = output.join("arp-model");
+    for file in [
+        "README.md",
+        "recipe.yaml",
+        "glm-4-voice-9b/config.json",
+        "glm-4-voice-9b/model.safetensors.index.json",
+        "glm-4-voice-9b/tokenizer.model",
+        "glm-4-voice-9b/tokenizer_config.json",
+        "adapter/adapter_model.safetensors",
+        "adapter/adapter_config.json",
+        "glm-4-voice-decoder/config.yaml",
+        "glm-4-voice-decoder/flow.safetensors",
+        "glm-4-voice-decoder/hift.safetensors",
+        "plots/lm-loss.svg",
+        "plots/flow-loss.svg",
+        "plots/vocoder-loss.svg",
+    ] {
+        assert!(package.join(file).is_file(), "{file}");
+    }
+    assert_eq!(
+        std::fs::read(package.join("glm-4-voice-decoder/flow.safetensors")).unwrap(),
+        std::fs::read(output.join("decoder/model/flow.safetensors")).unwrap()
+    );
+    let m = manifest(&package);
+    assert_eq!(
+        (
+            m["lm"]["trained"].as_bool(),
+            m["decoder"]["trained"].as_bool()
+        ),
+        (Some(true), Some(true))
+    );
+    assert_eq!(m["lm"]["curves"]["lm"]["steps"], 120);
+    assert_eq!(m["decoder"]["curves"]["vocoder"]["steps"], 12);
+    assert_eq!(m["data"]["train_utterances"], 9);
+    let card = std::fs::read_to_string(package.join("README.md")).unwrap();
+    for expected in [
+        "# arp-model-ada: Ada (The Tiny Lab)",
+        "Trained stages: lm, decoder.",
+        "| lm (lm) | 120 steps |",
+        "| decoder (flow) | 40 steps |",
+        "model_server.py --model-path \"$PACKAGE/glm-4-voice-9b\"",
+        "tools/decoder_convert.py to-pt",
+        "> You are Ada from The Tiny Lab.",
+    ] {
+        assert!(
+            card.contains(expected),
+            "{expected:?} missing from the card:\n{card}"
+        );
+    }
+    let log = std::fs::read_to_string(output.join("logs/run.log")).unwrap();
+    assert!(
+        log.contains("starting run") && log.contains("package: arp-model-ada"),
+        "{log}"
+    );
+
+    // generate and synth on the package itself.
+    let codes = dir.path().join("reply.json");
+    let out = arp_train(
+        &repo(),
+        &[
+            "generate",
+            "--model",
+            &package.display().to_string(),
+            "--prompt",
+            "What are you working on?",
+            "--max-new-tokens",
+            "40",
+            "--temperature",
+            "0.8",
+            "--seed",
+            "3",
+            "--codes-out",
+            &codes.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("ARP-Model package arp-model-ada (Ada)"),
+        "{}",
+        text(&out.stderr)
+    );
+    let reply: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&codes).unwrap()).unwrap();
+    let n_codes = reply["codes"].as_array().unwrap().len();
+    println!(
+        "package reply: {:?} with {n_codes} speech codes",
+        reply["text"]
+    );
+    // The reply must carry speech for synth; if sampling gave none, synthesize the held-out
+    // style tokens instead would hide a bug, so it is an error.
+    assert!(
+        n_codes > 0,
+        "the package's reply has no speech codes: {reply}"
+    );
+    let wav = dir.path().join("reply.wav");
+    let out = arp_train(
+        &repo(),
+        &[
+            "synth",
+            "--decoder",
+            &package.display().to_string(),
+            "--codes",
+            &codes.display().to_string(),
+            "--out",
+            &wav.display().to_string(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().sample_rate, 22_050);
+    assert!(reader.len() > 0);
+    println!(
+        "tiny recipe end to end: {trained:.1} s of training, {:.1} s with generate + synth",
+        started.elapsed().as_secs_f64()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(600),
+        "the tiny recipe must run end to end in under 10 minutes"
+    );
+
+    // Rerunning the finished recipe skips every stage and keeps the package.
+    let before = package_files(&output);
+    let out = arp_train(&repo(), &args);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for expected in [
+        "prepare  skipped: no selected stage trains",
+        "stage one (lm): done, skipped",
+        "stage two (decoder): done, skipped",
+        "package: up to date",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?}:\n{stdout}");
+    }
+    assert_eq!(package_files(&output), before);
+}
+
+/// The kill-and-rerun test's run: every stage, few steps.
+fn short_args(output: &Path, cache: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--recipe".into(),
+        "recipes/tiny.yaml".into(),
+        "--output".into(),
+        output.display().to_string(),
+    ];
+    for set in [
+        format!("data.cache_dir={}", cache.display()),
+        "lm.steps=12".into(),
+        "lm.checkpoint_every=4".into(),
+        "lm.eval_every=4".into(),
+        "decoder.flow.steps=12".into(),
+        "decoder.flow.checkpoint_every=4".into(),
+        "decoder.hift.steps=4".into(),
+        "decoder.hift.checkpoint_every=2".into(),
+        "decoder.hift.max_frames_per_batch=32".into(),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    args
+}
+
+fn short_run(output: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
+    cmd.args(short_args(output, cache))
+        .args(extra)
+        .current_dir(repo())
+        .env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// xorshift64: the test's "random" kill points, reproducible from the seed.
+fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
+    let mut state = seed;
+    move |n| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    }
+}
+
+#[test]
+fn runs_killed_in_every_stage_end_with_the_same_package() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::common::prepared_tiny_cache(dir.path());
+    let straight = dir.path().join("straight");
+    let out = short_run(&straight, &cache, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let reference = package_files(&straight);
+    let reference_card = std::fs::read_to_string(straight.join("arp-model/README.md")).unwrap();
+
+    let mut draw = draws(0x5eed_2026);
+    let lm_abort = 4 * (2 + draw(2)); // while writing the step-8 or step-12 checkpoint
+    let flow_lines = 2 + draw(10) as usize; // SIGKILL once the flow has logged this many lines
+    let hift_abort = 2 * (1 + draw(2)); // while writing the step-2 or step-4 checkpoint
+    println!("kill points: lm checkpoint {lm_abort}, flow after {flow_lines} metric lines, vocoder checkpoint {hift_abort}, package assembly");
+    let killed = dir.path().join("killed");
+
+    // 1. Stage one aborts while writing a checkpoint.
+    let lm_step = lm_abort.to_string();
+    let out = short_run(
+        &killed,
+        &cache,
+        &[],
+        &[("ARP_FAULT_ABORT_IN_CHECKPOINT", &lm_step)],
+    );
+    assert!(!out.status.success());
+    assert!(!killed.join("lm/done.json").exists());
+    let out = short_run(&killed, &cache, &["--dry-run"], &[]);
+    let expected = format!("lm       resumes: from step {} of 12", lm_abort - 4);
+    assert!(
+        text(&out.stdout).contains(&expected),
+        "{expected:?}:\n{}",
+        text(&out.stdout)
+    );
+
+    // 2. SIGKILL in the flow, from outside, at a seeded number of logged lines.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(short_args(&killed, &cache))
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let metrics = killed.join("decoder/flow/metrics.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count()) < flow_lines
+        && start.elapsed() < Duration::from_secs(300)
+    {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let still_running = child.try_wait().unwrap().is_none();
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(still_running, "the run must be killed in the flow");
+    assert!(
+        killed.join("lm/done.json").exists(),
+        "stage one finished first"
+    );
+    assert!(!killed.join("decoder/done.json").exists());
+
+    // 3. The vocoder aborts while writing a checkpoint.
+    let hift_step = hift_abort.to_string();
+    let out = short_run(
+        &killed,
+        &cache,
+        &[],
+        &[("ARP_FAULT_HIFT_ABORT_IN_CHECKPOINT", &hift_step)],
+    );
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stdout).contains("stage one (lm): done, skipped"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!killed.join("decoder/done.json").exists());
+
+    // 4. The package assembly aborts halfway: no package, only a temporary directory.
+    let out = short_run(&killed, &cache, &[], &[("ARP_FAULT_ABORT_IN_PACKAGE", "1")]);
+    assert!(!out.status.success());
+    assert!(killed.join("decoder/done.json").exists());
+    assert!(!killed.join("arp-model").exists());
+
+    // The plain rerun finishes it: the same package, file by file.
+    let out = short_run(&killed, &cache, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("stage two (decoder): done, skipped")
+            && stdout.contains("package: arp-model-ada"),
+        "{stdout}"
+    );
+    assert_eq!(package_files(&killed), reference);
+    assert_eq!(
+        std::fs::read_to_string(killed.join("arp-model/README.md")).unwrap(),
+        reference_card
+    );
+    let leftovers: Vec<PathBuf> = std::fs::read_dir(&killed)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
+}
+
+#[test]
+fn stages_can_be_picked_and_the_package_waits_for_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("run");
+    let cache = dir.path().join("cache");
+    let out = short_run(&output, &cache, &["--stages", "package"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("the package needs finished stages: lm and decoder not done yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = short_run(&output, &cache, &["--stages", "lm,prepare"], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("stage one (lm): 12 steps"), "{stdout}");
+    assert!(!stdout.contains("stage two"), "{stdout}");
+    assert!(!output.join("decoder").exists() && !output.join("arp-model").exists());
+    let out = short_run(&output, &cache, &["--stages", "lm,lm"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("--stages: \"lm\" is listed twice"));
+    let out = short_run(&output, &cache, &["--stages", "decoder,vocoder"], &[]);
+    assert!(text(&out.stderr).contains("--stages: unknown stage \"vocoder\""));
+    // The dry run tells what is done and what would run.
+    let out = short_run(&output, &cache, &["--dry-run"], &[]);
+    let stdout = text(&out.stdout);
+    for expected in [
+        "lm       done (lm 12 steps): skipped",
+        "decoder  runs: flow 12 steps, vocoder 4 steps",
+        "package  assembles the ARP-Model once lm and decoder are done",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn the_decoupling_sweep_runs_to_its_summary() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::common::prepared_tiny_cache(dir.path());
+    let sweep_dir = dir.path().join("sweep");
+    let mut args: Vec<String> = vec![
+        "sweep".into(),
+        "recipes/sweeps/tiny-decoupling.yaml".into(),
+        "--output".into(),
+        sweep_dir.display().to_string(),
+    ];
+    for set in [
+        format!("data.cache_dir={}", cache.display()),
+        "lm.steps=8".into(),
+        "lm.checkpoint_every=4".into(),
+        "decoder.flow.steps=6".into(),
+        "decoder.flow.checkpoint_every=3".into(),
+        "decoder.hift.steps=2".into(),
+        "decoder.hift.checkpoint_every=2".into(),
+        "decoder.hift.max_frames_per_batch=32".into(),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = arp_train(&repo(), &argv);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary = std::fs::read_to_string(sweep_dir.join("summary.md")).unwrap();
+    println!("{summary}");
+    for expected in [
+        "| both-stages | (base recipe) | done | lm+decoder | 8 |",
+        "| freeze-lm | freeze=[lm] | done | decoder | - | - | - |",
+        "| freeze-decoder | freeze=[decoder] | done | lm | 8 |",
+    ] {
+        assert!(summary.contains(expected), "{expected:?}:\n{summary}");
+    }
+    let csv = std::fs::read_to_string(sweep_dir.join("summary.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), 4, "{csv}");
+    assert_eq!(rows[0][0], "run");
+    // The frozen decoder is the original one, byte for byte; the frozen LM the base model.
+    let kept =
+        std::fs::read(repo().join("models/tiny/glm-4-voice-decoder/flow.safetensors")).unwrap();
+    let packaged = std::fs::read(
+        sweep_dir.join("freeze-decoder/arp-model/glm-4-voice-decoder/flow.safetensors"),
+    )
+    .unwrap();
+    assert!(kept == packaged);
+    let base = std::fs::read(repo().join("models/tiny/glm-4-voice-9b/model.safetensors")).unwrap();
+    let packaged =
+        std::fs::read(sweep_dir.join("freeze-lm/arp-model/glm-4-voice-9b/model.safetensors"))
+            .unwrap();
+    assert!(base == packaged);
+    let m = manifest(&sweep_dir.join("freeze-lm/arp-model"));
+    assert_eq!(m["lm"]["trained"], false);
+    assert_eq!(m["adapter"], serde_json::Value::Null);
+    // Each trained stage's numbers match the run's own records (both runs train the same LM).
+    let both = manifest(&sweep_dir.join("both-stages/arp-model"));
+    let frozen_decoder = manifest(&sweep_dir.join("freeze-decoder/arp-model"));
+    assert_eq!(both["lm"]["curves"], frozen_decoder["lm"]["curves"]);
+
+    // A rerun skips every finished run.
+    let out = arp_train(&repo(), &argv);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout).matches("complete: skipped").count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
+    let summary = std::fs::read_to_string(sweep_dir.join("summary.md")).unwrap();
+    assert_eq!(
+        summary.matches("| done (earlier) |").count(),
+        3,
+        "{summary}"
+    );
+}
