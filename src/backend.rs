@@ -189,6 +189,27 @@ pub fn panic_message(payload: &(dyn std::any::Any + Send), fallback: &str) -> St
         .unwrap_or_else(|| fallback.into())
 }
 
+/// Runs training work, turning a backend panic into an error: out-of-memory panics get
+/// `oom_advice`, anything else says that `what` crashed.
+pub fn catch_crash<T>(
+    what: &str,
+    oom_advice: &str,
+    work: impl FnOnce() -> Result<T, String>,
+) -> Result<T, String> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(work)).unwrap_or_else(|payload| {
+        let message = panic_message(payload.as_ref(), "the backend panicked");
+        let lower = message.to_lowercase();
+        if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom")
+        {
+            Err(format!(
+                "the device ran out of memory ({message}). {oom_advice}"
+            ))
+        } else {
+            Err(format!("{what} crashed: {message}"))
+        }
+    })
+}
+
 /// Checks that `device` can run here: compiled in, hardware present (a tiny tensor round trip),
 /// dtype supported. `Auto` resolves to CUDA when usable, else CPU.
 pub fn resolve(device: DeviceSpec, dtype: Dtype) -> Result<(DeviceSpec, Dtype), BackendError> {

@@ -66,3 +66,32 @@ pub fn prepared_tiny_cache(dir: &Path) -> PathBuf {
     assert!(out.status.success(), "{}", text(&out.stderr));
     cache
 }
+
+/// `--recipe recipes/tiny.yaml --output OUTPUT --set data.cache_dir=CACHE`, then `--set S` for
+/// each of `sets`.
+pub fn tiny_run_args(output: &Path, cache: &Path, sets: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "--recipe".into(),
+        "recipes/tiny.yaml".into(),
+        "--output".into(),
+        output.display().to_string(),
+        "--set".into(),
+        format!("data.cache_dir={}", cache.display()),
+    ];
+    for set in sets {
+        args.push("--set".into());
+        args.push(set.to_string());
+    }
+    args
+}
+
+/// Runs the `arp-train` binary in the repository with `args` and extra environment variables
+/// (the fault-injection hooks).
+pub fn arp_train_env(args: &[String], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
+    cmd.args(args).current_dir(repo()).env_remove("RUST_LOG");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("the arp-train binary runs")
+}

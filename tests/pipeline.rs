@@ -288,39 +288,26 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
 
 /// The kill-and-rerun test's run: every stage, few steps.
 fn short_args(output: &Path, cache: &Path) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--recipe".into(),
-        "recipes/tiny.yaml".into(),
-        "--output".into(),
-        output.display().to_string(),
-    ];
-    for set in [
-        format!("data.cache_dir={}", cache.display()),
-        "lm.steps=12".into(),
-        "lm.checkpoint_every=4".into(),
-        "lm.eval_every=4".into(),
-        "decoder.flow.steps=12".into(),
-        "decoder.flow.checkpoint_every=4".into(),
-        "decoder.hift.steps=4".into(),
-        "decoder.hift.checkpoint_every=2".into(),
-        "decoder.hift.max_frames_per_batch=32".into(),
-    ] {
-        args.push("--set".into());
-        args.push(set);
-    }
-    args
+    crate::common::tiny_run_args(
+        output,
+        cache,
+        &[
+            "lm.steps=12",
+            "lm.checkpoint_every=4",
+            "lm.eval_every=4",
+            "decoder.flow.steps=12",
+            "decoder.flow.checkpoint_every=4",
+            "decoder.hift.steps=4",
+            "decoder.hift.checkpoint_every=2",
+            "decoder.hift.max_frames_per_batch=32",
+        ],
+    )
 }
 
 fn short_run(output: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
-    cmd.args(short_args(output, cache))
-        .args(extra)
-        .current_dir(repo())
-        .env_remove("RUST_LOG");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    let mut args = short_args(output, cache);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    crate::common::arp_train_env(&args, env)
 }
 
 /// xorshift64: the test's "random" kill points, reproducible from the seed.

@@ -9,35 +9,24 @@ use std::time::{Duration, Instant};
 use crate::common::{repo, text};
 
 fn args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = vec![
-        "--recipe".into(),
-        "recipes/tiny.yaml".into(),
-        "--output".into(),
-        output.display().to_string(),
-    ];
-    for set in [
-        format!("data.cache_dir={}", cache.display()),
-        "freeze=[lm]".into(),
-        "decoder.flow.steps=12".into(),
-        "decoder.flow.checkpoint_every=4".into(),
-        "decoder.hift.steps=6".into(),
-        "decoder.hift.checkpoint_every=2".into(),
-        "decoder.hift.max_frames_per_batch=32".into(),
-    ] {
-        args.push("--set".into());
-        args.push(set);
-    }
+    let mut args = crate::common::tiny_run_args(
+        output,
+        cache,
+        &[
+            "freeze=[lm]",
+            "decoder.flow.steps=12",
+            "decoder.flow.checkpoint_every=4",
+            "decoder.hift.steps=6",
+            "decoder.hift.checkpoint_every=2",
+            "decoder.hift.max_frames_per_batch=32",
+        ],
+    );
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
 fn run(output: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
-    cmd.args(args(output, cache, extra)).current_dir(repo());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    crate::common::arp_train_env(&args(output, cache, extra), env)
 }
 
 /// Every logged step of a part: (step, loss, grad_norm).

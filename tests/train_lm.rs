@@ -8,38 +8,16 @@ use std::time::{Duration, Instant};
 use crate::common::{repo, text};
 
 fn train_args(output: &Path, cache: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> = ["--recipe", "recipes/tiny.yaml", "--output"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    args.push(output.display().to_string());
-    args.push("--set".into());
-    args.push(format!("data.cache_dir={}", cache.display()));
-    args.extend(
-        // Stage one only: stage two and the package have their own tests.
-        [
-            "--set",
-            "lm.steps=60",
-            "--set",
-            "lm.checkpoint_every=4",
-            "--stages",
-            "lm",
-        ]
-        .iter()
-        .map(|s| s.to_string()),
-    );
+    let mut args =
+        crate::common::tiny_run_args(output, cache, &["lm.steps=60", "lm.checkpoint_every=4"]);
+    // Stage one only: stage two and the package have their own tests.
+    args.extend(["--stages".to_string(), "lm".to_string()]);
     args.extend(extra.iter().map(|s| s.to_string()));
     args
 }
 
 fn train(output: &Path, cache: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_arp-train"));
-    cmd.args(train_args(output, cache, extra))
-        .current_dir(repo());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.output().unwrap()
+    crate::common::arp_train_env(&train_args(output, cache, extra), env)
 }
 
 /// (loss, grad_norm) per step, as logged.

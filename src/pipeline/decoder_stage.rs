@@ -83,23 +83,17 @@ struct TrainDecoder<'a> {
 impl BackendTask for TrainDecoder<'_> {
     type Output = Result<DecoderReport, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crate::train::decoder::train_decoder::<burn::backend::Autodiff<B>>(
-                self.recipe,
-                &device,
-                self.stage_dir,
-                self.resume,
-            )
-        }));
-        result.unwrap_or_else(|payload| {
-            let message = backend::panic_message(payload.as_ref(), "the backend panicked");
-            if message.to_lowercase().contains("out of memory") {
-                Err(format!(
-                    "the device ran out of memory ({message}). Lower decoder.flow.max_frames_per_batch or decoder.hift.max_frames_per_batch"
-                ))
-            } else {
-                Err(format!("stage two crashed: {message}"))
-            }
-        })
+        backend::catch_crash(
+            "stage two",
+            "Lower decoder.flow.max_frames_per_batch or decoder.hift.max_frames_per_batch",
+            || {
+                crate::train::decoder::train_decoder::<burn::backend::Autodiff<B>>(
+                    self.recipe,
+                    &device,
+                    self.stage_dir,
+                    self.resume,
+                )
+            },
+        )
     }
 }

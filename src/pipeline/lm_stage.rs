@@ -77,22 +77,13 @@ struct TrainLm<'a> {
 impl BackendTask for TrainLm<'_> {
     type Output = Result<LmReport, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        // Backends panic when the device runs out of memory: turn that into advice.
-        let result =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.train::<B>(device)));
-        result.unwrap_or_else(|payload| {
-            let message = backend::panic_message(payload.as_ref(), "the backend panicked");
-            let lower = message.to_lowercase();
-            if lower.contains("out of memory") || lower.contains("outofmemory") || lower.contains("oom") {
-                Err(format!(
-                    "the device ran out of memory ({message}). Lower lm.batch_size (and raise lm.gradient_accumulation \
-                     to keep the effective batch), lower lm.max_seq_len, keep lm.activation_checkpointing on, or use \
-                     LoRA with a smaller rank; `--dry-run` prints the memory estimate"
-                ))
-            } else {
-                Err(format!("stage one crashed: {message}"))
-            }
-        })
+        backend::catch_crash(
+            "stage one",
+            "Lower lm.batch_size (and raise lm.gradient_accumulation to keep the effective batch), \
+             lower lm.max_seq_len, keep lm.activation_checkpointing on, or use LoRA with a smaller \
+             rank; `--dry-run` prints the memory estimate",
+            || self.train::<B>(device),
+        )
     }
 }
 
