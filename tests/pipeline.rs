@@ -538,4 +538,42 @@ fn the_decoupling_sweep_runs_to_its_summary() {
         3,
         "{summary}"
     );
+
+    // The dry run: a moved cache retrains nothing (the package's recipe.yaml is rewritten);
+    // other training settings are refused by name.
+    let moved: Vec<String> = args
+        .iter()
+        .map(|a| {
+            if a.starts_with("data.cache_dir=") {
+                "data.cache_dir=/elsewhere/cache".to_string()
+            } else {
+                a.clone()
+            }
+        })
+        .chain(["--dry-run".to_string()])
+        .collect();
+    let argv: Vec<&str> = moved.iter().map(String::as_str).collect();
+    let out = arp_train(&repo(), &argv);
+    assert_eq!(
+        text(&out.stdout)
+            .matches("stages done: assembles the package")
+            .count(),
+        3,
+        "{}",
+        text(&out.stdout)
+    );
+    let mut changed = argv.clone();
+    changed.extend(["--set", "lm.steps=9"]);
+    let out = arp_train(&repo(), &changed);
+    let stdout = text(&out.stdout);
+    assert_eq!(
+        stdout.matches("REFUSED (its directory holds another recipe's run: lm.steps: finished with 8 / now 9)").count(),
+        2,
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout.matches("stages done: assembles the package").count(),
+        1,
+        "{stdout}"
+    );
 }

@@ -10,7 +10,8 @@ use super::run::{execute, output_override};
 use super::{load_runnable, Exit};
 use crate::backend::DeviceSpec;
 use crate::data::scan;
-use crate::pipeline::{self, Options};
+use crate::pipeline::status::State;
+use crate::pipeline::{self, Options, Survey};
 use crate::plan::Plan;
 use crate::recipe::Recipe;
 use crate::sweep::summary::{self, Row};
@@ -94,12 +95,27 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
     };
     if args.dry_run {
         for (run, recipe) in sweep.runs.iter().zip(&recipes) {
-            let state = if complete(recipe) {
-                "complete: skipped"
+            let survey = scan::scan(&recipe.data.manifests, &recipe.data.filters)
+                .ok()
+                .map(|s| Survey::take(recipe, &Plan::new(recipe, &s)));
+            let conflict = survey.as_ref().and_then(|survey| {
+                [&survey.lm, &survey.decoder]
+                    .into_iter()
+                    .find_map(|state| match state {
+                        State::Conflict(why) => why.lines().nth(1).map(|l| l.trim().to_string()),
+                        _ => None,
+                    })
+            });
+            let state = if let Some(first_difference) = conflict {
+                format!("REFUSED (its directory holds another recipe's run: {first_difference})")
+            } else if complete(recipe) {
+                "complete: skipped".into()
+            } else if survey.is_some_and(|s| s.sources.is_some()) {
+                "stages done: assembles the package".into()
             } else if recipe.output_dir.exists() {
-                "started: resumes"
+                "started: resumes".into()
             } else {
-                "not started"
+                "not started".into()
             };
             println!(
                 "  {:<28} {state}   {}",

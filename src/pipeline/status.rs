@@ -70,7 +70,10 @@ fn finished(
     let Some(record) = StageRecord::read(stage_dir)? else {
         return Ok(None);
     };
-    let diffs = differences(&record.identity, &identity, "finished with");
+    // Records of earlier builds also name the cache's location, which no longer counts.
+    let mut saved = record.identity.clone();
+    saved.remove("data.cache_dir");
+    let diffs = differences(&saved, &identity, "finished with");
     if !diffs.is_empty() {
         return Err(format!(
             "{label} in {} finished with other model or data settings:\n{}\n\

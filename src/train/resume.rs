@@ -67,10 +67,14 @@ fn identity(recipe: &Recipe, section: ResumeSection, free: &[&str]) -> serde_jso
             decoder
         }
     };
+    // Where the prepared cache lives does not change what trains on it (its entries are keyed by
+    // the audio and the tokenizer), so a moved cache does not orphan a run.
+    let mut data = serde_json::to_value(&recipe.data).expect("recipes serialize");
+    strip(&mut data, &["cache_dir"]);
     serde_json::json!({
         "seed": recipe.seed,
         "character": recipe.character.as_ref().map(|c| c.file.display().to_string()),
-        "data": serde_json::to_value(&recipe.data).expect("recipes serialize"),
+        "data": data,
         "stage": stage,
     })
 }
