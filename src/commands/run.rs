@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use super::{load_runnable, Exit};
 use crate::backend::{self, DeviceSpec};
-use crate::data::scan;
+use crate::data::scan::{self, Scan};
 use crate::logfile::say;
 use crate::pipeline::{self, Options, StageName, Survey};
 use crate::plan::{self, Plan};
@@ -56,15 +56,22 @@ pub fn run(args: RunArgs) -> Exit {
         Ok(recipe) => recipe,
         Err(exit) => return exit,
     };
-    execute(&recipe, args.device, args.dry_run, &options)
+    execute(&recipe, args.device, args.dry_run, &options, None)
+}
+
+/// The recipe's data scan (reads every clip's audio for the quality filters).
+pub fn scan_recipe(recipe: &Recipe) -> Result<Scan, Exit> {
+    scan::scan(&recipe.data.manifests, &recipe.data.filters).map_err(|e| Exit::Usage(e.to_string()))
 }
 
 /// Runs (or with `dry_run`, describes) a loaded recipe: also what each run of a sweep does.
+/// `scanned`: the recipe's data scan when the caller already has it.
 pub fn execute(
     recipe: &Recipe,
     device_flag: Option<DeviceSpec>,
     dry_run: bool,
     options: &Options,
+    scanned: Option<Scan>,
 ) -> Exit {
     let requested = device_flag.unwrap_or(recipe.device);
     let device = backend::resolve(requested, recipe.dtype);
@@ -73,9 +80,9 @@ pub fn execute(
         return Exit::Usage(e.to_string());
     }
 
-    let scan = match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
+    let scan = match scanned.map_or_else(|| scan_recipe(recipe), Ok) {
         Ok(scan) => scan,
-        Err(e) => return Exit::Usage(e.to_string()),
+        Err(exit) => return exit,
     };
     let plan = Plan::new(recipe, &scan);
 

@@ -6,12 +6,11 @@
 
 use std::path::PathBuf;
 
-use super::run::{execute, output_override};
+use super::run::{execute, output_override, scan_recipe};
 use super::{load_runnable, Exit};
 use crate::backend::DeviceSpec;
-use crate::data::scan;
 use crate::pipeline::status::State;
-use crate::pipeline::{self, Options, Survey};
+use crate::pipeline::{Options, Survey};
 use crate::plan::Plan;
 use crate::recipe::Recipe;
 use crate::sweep::summary::{self, Row};
@@ -88,14 +87,9 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         root.display()
     );
 
-    let complete = |recipe: &Recipe| -> bool {
-        scan::scan(&recipe.data.manifests, &recipe.data.filters)
-            .map(|s| pipeline::run_is_complete(recipe, &Plan::new(recipe, &s)))
-            .unwrap_or(false)
-    };
     if args.dry_run {
         for (run, recipe) in sweep.runs.iter().zip(&recipes) {
-            let survey = scan::scan(&recipe.data.manifests, &recipe.data.filters)
+            let survey = scan_recipe(recipe)
                 .ok()
                 .map(|s| Survey::take(recipe, &Plan::new(recipe, &s)));
             let conflict = survey.as_ref().and_then(|survey| {
@@ -108,7 +102,7 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
             });
             let state = if let Some(first_difference) = conflict {
                 format!("REFUSED (its directory holds another recipe's run: {first_difference})")
-            } else if complete(recipe) {
+            } else if survey.as_ref().is_some_and(|s| s.complete(recipe)) {
                 "complete: skipped".into()
             } else if survey.is_some_and(|s| s.sources.is_some()) {
                 "stages done: assembles the package".into()
@@ -152,6 +146,7 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         Ok(markdown)
     };
     let mut failed = 0;
+    let mut last_summary = String::new();
     for (i, (run, recipe)) in sweep.runs.iter().zip(&recipes).enumerate() {
         println!(
             "\n== sweep run {}/{}: {} ==",
@@ -159,31 +154,40 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
             sweep.runs.len(),
             run.name
         );
-        statuses[i] = if complete(recipe) {
-            println!("complete: skipped");
-            "done (earlier)".into()
-        } else {
-            match execute(recipe, device, false, &Options::default()) {
-                Exit::Ok => "done".into(),
-                Exit::Usage(e) | Exit::Failed(e) => {
-                    eprintln!("error: sweep run {}: {e}", run.name);
-                    failed += 1;
-                    format!("failed: {}", e.lines().next().unwrap_or_default())
-                }
+        // One scan per run (it reads every clip): for the completeness check and the run.
+        let exit = match scan_recipe(recipe) {
+            Ok(scanned) if Survey::take(recipe, &Plan::new(recipe, &scanned)).complete(recipe) => {
+                println!("complete: skipped");
+                None
+            }
+            Ok(scanned) => Some(execute(
+                recipe,
+                device,
+                false,
+                &Options::default(),
+                Some(scanned),
+            )),
+            Err(exit) => Some(exit),
+        };
+        statuses[i] = match exit {
+            None => "done (earlier)".into(),
+            Some(Exit::Ok) => "done".into(),
+            Some(Exit::Usage(e) | Exit::Failed(e)) => {
+                eprintln!("error: sweep run {}: {e}", run.name);
+                failed += 1;
+                format!("failed: {}", e.lines().next().unwrap_or_default())
             }
         };
-        if let Err(e) = write_summary(&statuses) {
-            return Exit::Failed(e);
+        match write_summary(&statuses) {
+            Ok(markdown) => last_summary = markdown,
+            Err(e) => return Exit::Failed(e),
         }
     }
-    match write_summary(&statuses) {
-        Ok(markdown) => println!(
-            "\n{markdown}\nsummary: {}, {}",
-            root.join("summary.md").display(),
-            root.join("summary.csv").display()
-        ),
-        Err(e) => return Exit::Failed(e),
-    }
+    println!(
+        "\n{last_summary}\nsummary: {}, {}",
+        root.join("summary.md").display(),
+        root.join("summary.csv").display()
+    );
     if failed > 0 {
         Exit::Failed(format!(
             "{failed} of {} sweep runs failed (see the summary)",

@@ -110,15 +110,32 @@ impl Survey {
         }
     }
 
+    /// True when every stage is done (or frozen) and the package is up to date.
+    pub fn complete(&self, recipe: &Recipe) -> bool {
+        self.sources
+            .as_ref()
+            .is_some_and(|(lm, decoder)| package::up_to_date(recipe, lm, decoder))
+    }
+
     pub fn package_state(&self, recipe: &Recipe) -> String {
-        match &self.sources {
-            Some((lm, decoder)) if package::up_to_date(recipe, lm, decoder) => format!(
+        if self.complete(recipe) {
+            format!(
                 "up to date in {}: skipped",
                 package::package_dir(recipe).display()
-            ),
-            Some(_) => format!("assembles {}", package::package_dir(recipe).display()),
-            None => "assembles the ARP-Model once lm and decoder are done".into(),
+            )
+        } else if self.sources.is_some() {
+            format!("assembles {}", package::package_dir(recipe).display())
+        } else {
+            "assembles the ARP-Model once lm and decoder are done".into()
         }
+    }
+
+    /// Prepare runs when asked for by name (`--stages`) or when a selected stage will train.
+    pub fn prepare_runs(&self, options: &Options) -> bool {
+        let selected = |stage: StageName| options.stages.contains(&stage);
+        let trains = (selected(StageName::Lm) && self.lm.needs_training())
+            || (selected(StageName::Decoder) && self.decoder.needs_training());
+        selected(StageName::Prepare) && (trains || options.stages_chosen)
     }
 
     /// The dry run's (and the run's opening) account of each stage.
@@ -126,11 +143,7 @@ impl Survey {
         let mut s = String::new();
         let _ = writeln!(s, "== run directory {} ==", recipe.output_dir.display());
         let selected = |stage: StageName| options.stages.contains(&stage);
-        let prepare = if options.stages_chosen && selected(StageName::Prepare) {
-            "runs (incremental: cached clips are reused)"
-        } else if (selected(StageName::Lm) && self.lm.needs_training())
-            || (selected(StageName::Decoder) && self.decoder.needs_training())
-        {
+        let prepare = if self.prepare_runs(options) {
             "runs (incremental: cached clips are reused)"
         } else {
             "skipped: no selected stage trains"
@@ -207,9 +220,7 @@ pub fn run(
         }
     }
 
-    let trains = (selected(StageName::Lm) && survey.lm.needs_training())
-        || (selected(StageName::Decoder) && survey.decoder.needs_training());
-    if selected(StageName::Prepare) && (trains || options.stages_chosen) {
+    if survey.prepare_runs(options) {
         match crate::commands::prepare::prepare_recipe(recipe, scan, device) {
             Exit::Ok => {}
             other => return other,
@@ -282,13 +293,4 @@ fn package_summary(recipe: &Recipe, m: &package::Manifest) -> String {
         },
         package::package_dir(recipe).display()
     )
-}
-
-/// True when every stage of the recipe's run is done and its package is up to date.
-pub fn run_is_complete(recipe: &Recipe, plan: &Plan) -> bool {
-    let survey = Survey::take(recipe, plan);
-    survey
-        .sources
-        .as_ref()
-        .is_some_and(|(lm, decoder)| package::up_to_date(recipe, lm, decoder))
 }

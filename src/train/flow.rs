@@ -173,7 +173,7 @@ pub fn train_flow<B: AutodiffBackend>(
     let lengths: Vec<usize> = data.train.iter().map(|u| u.frames).collect();
     let batches_per_epoch = frame_batches(&lengths, part.max_frames_per_batch, recipe.seed).len();
     let total = total_steps(train_cfg, batches_per_epoch);
-    let (checkpoints, from) = starting_point(stage_dir, part, resume, "flow")?;
+    let (checkpoints, from) = starting_point(stage_dir, part, resume)?;
     let o = &train_cfg.optimizer;
     let mut optimizer = super::adamw(o).init::<B, Flow<B>>();
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();

@@ -131,11 +131,10 @@ fn mean_loss<B: Backend>(
     }
 }
 
-/// What to resume from.
+/// What a stage starts from. Checkpoints of other settings are refused by
+/// [`check_resumable`](super::resume::check_resumable), so resuming never mixes two runs.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Resume {
-    /// Start from the base model (earlier checkpoints in the stage directory are replaced).
-    No,
     /// The newest complete checkpoint of the stage directory, if any.
     Latest,
     /// This checkpoint directory.
@@ -191,16 +190,6 @@ pub fn train_lm<B: AutodiffBackend>(
     let checkpoints = Checkpoints::open(stage_dir, train_cfg.keep_last_n)
         .map_err(|e| format!("{}: {e}", stage_dir.display()))?;
     let resume_from = match resume {
-        Resume::No => {
-            if let Some((step, _)) = checkpoints.latest() {
-                return Err(format!(
-                    "{} already holds checkpoints of an earlier run (up to step {step}): pass --resume to continue it, \
-                     or choose another output directory (nothing was overwritten)",
-                    stage_dir.display()
-                ));
-            }
-            None
-        }
         Resume::Latest => checkpoints.latest().map(|(_, dir)| dir),
         Resume::From(dir) => Some(dir.clone()),
     };

@@ -61,21 +61,10 @@ pub fn starting_point(
     stage_dir: &Path,
     part: &DecoderPartConfig,
     resume: &Resume,
-    label: &str,
 ) -> Result<(Checkpoints, Option<PathBuf>), String> {
     let checkpoints = Checkpoints::open(stage_dir, part.train.keep_last_n)
         .map_err(|e| format!("{}: {e}", stage_dir.display()))?;
     let from = match resume {
-        Resume::No => {
-            if let Some((step, _)) = checkpoints.latest() {
-                return Err(format!(
-                    "{} already holds {label} checkpoints of an earlier run (up to step {step}): pass --resume to continue it, \
-                     or choose another output directory (nothing was overwritten)",
-                    stage_dir.display()
-                ));
-            }
-            None
-        }
         Resume::Latest => checkpoints.latest().map(|(_, dir)| dir),
         Resume::From(dir) => Some(dir.clone()),
     };

@@ -323,7 +323,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
     let batch_size = (part.max_frames_per_batch / segment).max(1);
     let batches_per_epoch = data.train.len().div_ceil(batch_size);
     let total = total_steps(train_cfg, batches_per_epoch);
-    let (checkpoints, from) = starting_point(stage_dir, part, resume, "vocoder")?;
+    let (checkpoints, from) = starting_point(stage_dir, part, resume)?;
     let o = &train_cfg.optimizer;
     let mut opt_g: Adam<Hift<B>, B> = super::adamw(o).init();
     let mut opt_d: Adam<Discriminators<B>, B> = super::adamw(o).init();
