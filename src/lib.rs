@@ -8,6 +8,7 @@ pub mod character;
 pub mod checkpoint;
 pub mod commands;
 pub mod data;
+pub mod eval;
 pub mod logfile;
 pub mod models;
 pub mod package;

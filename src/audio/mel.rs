@@ -111,11 +111,21 @@ enum Magnitude {
     SqrtEps,
 }
 
+/// How the signal is extended by `pad` samples on both sides before framing.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Padding {
+    /// numpy's reflect (torch.stft and Matcha).
+    Reflect,
+    /// Zeros (librosa >= 0.10's `pad_mode="constant"`).
+    Zeros,
+}
+
 /// STFT + mel filterbank for one fixed recipe; reusable across clips.
 pub struct MelExtractor {
     n_fft: usize,
     hop: usize,
     pad: usize,
+    padding: Padding,
     magnitude: Magnitude,
     window: Vec<f64>,
     filters: Vec<Filter>,
@@ -128,6 +138,7 @@ impl MelExtractor {
         n_fft: usize,
         hop: usize,
         pad: usize,
+        padding: Padding,
         n_mels: usize,
         magnitude: Magnitude,
     ) -> Self {
@@ -138,6 +149,7 @@ impl MelExtractor {
             n_fft,
             hop,
             pad,
+            padding,
             magnitude,
             window,
             filters: slaney_filterbank(sample_rate, n_fft, n_mels, 0.0, 8000.0),
@@ -147,17 +159,61 @@ impl MelExtractor {
 
     /// Whisper: 16 kHz, n_fft 400, hop 160, centred (reflect 200), power, 128 mels.
     pub fn whisper() -> Self {
-        Self::new(16_000, 400, 160, 200, 128, Magnitude::Power)
+        Self::new(
+            16_000,
+            400,
+            160,
+            200,
+            Padding::Reflect,
+            128,
+            Magnitude::Power,
+        )
     }
 
     /// Matcha/CosyVoice: 22.05 kHz, n_fft 1024, hop 256, reflect 384 then uncentred, 80 mels.
     pub fn decoder() -> Self {
-        Self::new(22_050, 1024, 256, 384, 80, Magnitude::SqrtEps)
+        Self::new(
+            22_050,
+            1024,
+            256,
+            384,
+            Padding::Reflect,
+            80,
+            Magnitude::SqrtEps,
+        )
+    }
+
+    /// Resemblyzer's speaker-encoder input (librosa.feature.melspectrogram defaults): 16 kHz,
+    /// n_fft 400, hop 160, centred with zero padding, power, 40 mels.
+    pub fn speaker_encoder() -> Self {
+        Self::new(16_000, 400, 160, 200, Padding::Zeros, 40, Magnitude::Power)
+    }
+
+    /// Linear (not log) mel energies, frame-major `[frames][n_mels]` (Resemblyzer's layout).
+    pub fn power_mel_frames(&self, samples: &[f32]) -> (Vec<f32>, usize) {
+        let (energies, frames) = self.mel_energies(samples);
+        let n_mels = self.filters.len();
+        let mut out = vec![0f32; frames * n_mels];
+        for m in 0..n_mels {
+            for t in 0..frames {
+                out[t * n_mels + m] = energies[m * frames + t] as f32;
+            }
+        }
+        (out, frames)
     }
 
     /// Linear mel energies `[n_mels][frames]` for the reflect-padded signal.
     fn mel_energies(&self, samples: &[f32]) -> (Vec<f64>, usize) {
-        let padded = reflect_pad(samples, self.pad);
+        let padded = match self.padding {
+            Padding::Reflect => reflect_pad(samples, self.pad),
+            Padding::Zeros => {
+                let mut padded = vec![0f64; samples.len() + 2 * self.pad];
+                for (p, &x) in padded[self.pad..].iter_mut().zip(samples) {
+                    *p = x as f64;
+                }
+                padded
+            }
+        };
         let frames = if padded.len() < self.n_fft {
             0
         } else {
