@@ -76,6 +76,9 @@ enum Command {
     /// Run a sweep: a base recipe with variants and/or a grid of overrides, one run directory
     /// each, resumable, with a summary table (Markdown and CSV).
     Sweep(commands::sweep::SweepArgs),
+    /// ARP-Eval (acoustic): speaker similarity (AP) and signal quality (AQ) of an ARP-Model
+    /// package's speech, a WAV directory, or the recipe's held-out clips; table, JSON and plot.
+    Eval(commands::eval::EvalArgs),
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
     Prepare {
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Some(Command::Generate(args)) => commands::generate::generate_command(args, cli.device),
         Some(Command::Synth(args)) => commands::synth::synth_command(args, cli.device),
         Some(Command::Sweep(args)) => commands::sweep::sweep_command(args, cli.device),
+        Some(Command::Eval(args)) => commands::eval::eval_command(args, cli.device),
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,

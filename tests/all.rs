@@ -6,6 +6,7 @@ mod audio_frontend;
 mod cli;
 mod data_scan;
 mod decoder;
+mod eval_cli;
 mod eval_parity;
 mod generate;
 mod glm4;

@@ -270,7 +270,60 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
         "the tiny recipe must run end to end in under 10 minutes"
     );
 
-    // Rerunning the finished recipe skips every stage and keeps the package.
+    // ARP-Eval on the package: it speaks the held-out line, the scores land in its manifest and
+    // card, and the LLM judge (a local stub) rates the package LM's reply.
+    let (url, requests) = crate::eval_cli::stub_judge("8");
+    let judge = crate::eval_cli::judge_file(dir.path(), &url);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args([
+            "eval",
+            "--model",
+            &package.display().to_string(),
+            "--judge",
+            &judge,
+        ])
+        .env("ARP_TEST_JUDGE_KEY", "k")
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    println!("{stdout}");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(output.join("eval/eval.json")).unwrap())
+            .unwrap();
+    assert_eq!(report["mode"], "package");
+    let line = report["candidates"][0]["id"].as_str().unwrap();
+    assert!(output.join(format!("eval/generated/{line}.wav")).is_file());
+    assert!(
+        report["candidates"][0]["ap_matched"].is_number(),
+        "{report}"
+    );
+    assert_eq!(
+        report["content"]["content_quality"]["mean"], 8.0,
+        "{report}"
+    );
+    assert_eq!(requests.lock().unwrap().len(), 2);
+    let m = manifest(&package);
+    assert!(
+        m["scores"]["candidates"]["ap_centroid"]["mean"].is_number(),
+        "{m}"
+    );
+    let card = std::fs::read_to_string(package.join("README.md")).unwrap();
+    assert!(
+        card.contains("| AP: cosine to character centroid |"),
+        "{card}"
+    );
+    let listed = m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"] == "README.md")
+        .unwrap()["bytes"]
+        .as_u64();
+    assert_eq!(listed, Some(card.len() as u64));
+
+    // Rerunning the finished recipe skips every stage and keeps the (scored) package.
     let before = package_files(&output);
     let out = arp_train(&repo(), &args);
     let stdout = text(&out.stdout);

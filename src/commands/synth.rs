@@ -10,6 +10,9 @@ use super::Exit;
 use crate::audio::{wav, Audio};
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::models::decoder::{load_flow, load_hift, read_config, CONFIG_FILE};
+use crate::models::decoder_config::DecoderModelConfig;
+use crate::models::flow::Flow;
+use crate::models::hift::Hift;
 use crate::rng::Rng;
 use crate::train::vocoder::vocode;
 
@@ -68,6 +71,54 @@ pub fn parse_codes(text: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// A GLM-4-Voice-Decoder loaded for synthesis.
+pub struct Decoder<B: Backend> {
+    config: DecoderModelConfig,
+    flow: Flow<B>,
+    hift: Hift<B>,
+}
+
+impl<B: Backend> Decoder<B> {
+    pub fn load(dir: &Path, device: &B::Device) -> Result<Self, String> {
+        let config = read_config(&dir.join(CONFIG_FILE))?;
+        let flow = load_flow::<B>(dir, &config, device)?.model;
+        let hift = load_hift::<B>(dir, &config, device)?.model;
+        Ok(Decoder { config, flow, hift })
+    }
+
+    /// Speech codes -> 22.05 kHz samples (`steps` Euler steps; `seed` draws the flow's starting
+    /// noise and the source's noise).
+    pub fn synthesize(
+        &self,
+        codes: &[u32],
+        steps: usize,
+        seed: u64,
+        device: &B::Device,
+    ) -> Result<Vec<f32>, String> {
+        if let Some(&bad) = codes
+            .iter()
+            .find(|&&c| c as usize >= self.config.flow.vocab_size)
+        {
+            return Err(format!(
+                "speech code {bad} is outside the decoder's vocabulary of {}",
+                self.config.flow.vocab_size
+            ));
+        }
+        let mel = self.flow.synthesize(codes, steps, seed, device);
+        let mut rng = Rng::new(seed ^ 0x50_55_52_43_45);
+        let (wave, _) = vocode(&self.hift, &self.config.hift, mel, &mut rng);
+        Ok(crate::models::to_host_f32(wave))
+    }
+}
+
+/// The decoder directory of `path`: the package's decoder when `path` is an ARP-Model package.
+pub fn decoder_dir(path: &Path) -> Result<PathBuf, String> {
+    Ok(match crate::package::open(path)? {
+        Some(manifest) => path.join(&manifest.decoder.dir),
+        None => path.to_path_buf(),
+    })
+}
+
 struct Synth<'a> {
     dir: &'a Path,
     codes: &'a [u32],
@@ -78,23 +129,8 @@ struct Synth<'a> {
 impl BackendTask for Synth<'_> {
     type Output = Result<Vec<f32>, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let config = read_config(&self.dir.join(CONFIG_FILE))?;
-        if let Some(&bad) = self
-            .codes
-            .iter()
-            .find(|&&c| c as usize >= config.flow.vocab_size)
-        {
-            return Err(format!(
-                "speech code {bad} is outside the decoder's vocabulary of {}",
-                config.flow.vocab_size
-            ));
-        }
-        let flow = load_flow::<B>(self.dir, &config, &device)?.model;
-        let hift = load_hift::<B>(self.dir, &config, &device)?.model;
-        let mel = flow.synthesize(self.codes, self.steps, self.seed, &device);
-        let mut rng = Rng::new(self.seed ^ 0x50_55_52_43_45);
-        let (wave, _) = vocode(&hift, &config.hift, mel, &mut rng);
-        Ok(crate::models::to_host_f32(wave))
+        Decoder::<B>::load(self.dir, &device)?
+            .synthesize(self.codes, self.steps, self.seed, &device)
     }
 }
 
@@ -127,9 +163,8 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
     };
-    let decoder_dir = match crate::package::open(&args.decoder) {
-        Ok(Some(manifest)) => args.decoder.join(&manifest.decoder.dir),
-        Ok(None) => args.decoder.clone(),
+    let decoder_dir = match decoder_dir(&args.decoder) {
+        Ok(dir) => dir,
         Err(e) => return Exit::Usage(e),
     };
     let task = Synth {

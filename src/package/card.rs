@@ -88,15 +88,12 @@ pub fn render(m: &Manifest, recipe: &Recipe) -> String {
     let _ = writeln!(s, "\nLoss curves are in `plots/`.\n");
     let _ = writeln!(s, "## ARP-Eval scores\n");
     match &m.scores {
-        Some(scores) => {
+        Some(scores) => scores_section(&mut s, scores),
+        None => {
             let _ = writeln!(
                 s,
-                "```json\n{}\n```\n",
-                serde_json::to_string_pretty(scores).unwrap_or_default()
+                "Not scored yet: `arp-train eval --model <this directory>` scores it.\n"
             );
-        }
-        None => {
-            let _ = writeln!(s, "Not scored yet.\n");
         }
     }
     let _ = writeln!(s, "## Persona\n");
@@ -148,4 +145,42 @@ pub fn render(m: &Manifest, recipe: &Recipe) -> String {
         "The resolved recipe is `{RECIPE}`; `arp-model.json` lists every file with its size and SHA-256."
     );
     s
+}
+
+/// The ARP-Eval table `arp-train eval --model` records: the package's synthesis of the held-out
+/// lines against the character's real clips.
+fn scores_section(s: &mut String, scores: &serde_json::Value) {
+    use crate::eval::scores::METRICS;
+    let stat = |side: &str, key: &str| {
+        let v = &scores[side][key];
+        match (v["mean"].as_f64(), v["std"].as_f64(), v["n"].as_u64()) {
+            (Some(m), Some(sd), Some(n)) => format!("{m:.3} ± {sd:.3} (n={n})"),
+            _ => "-".into(),
+        }
+    };
+    if scores["candidates"].is_object() {
+        let _ = writeln!(
+            s,
+            "{}\n\n| metric | this model | real reference | |\n|---|---|---|---|",
+            scores["description"].as_str().unwrap_or("")
+        );
+        for (key, label, reading) in METRICS {
+            let _ = writeln!(
+                s,
+                "| {label} | {} | {} | {reading} |",
+                stat("candidates", key),
+                stat("references", key)
+            );
+        }
+        if !scores["content"].is_null() {
+            let _ = writeln!(s, "\nContent (LLM judge): `{}`", scores["content"]);
+        }
+        let _ = writeln!(s);
+    } else {
+        let _ = writeln!(
+            s,
+            "```json\n{}\n```\n",
+            serde_json::to_string_pretty(scores).unwrap_or_default()
+        );
+    }
 }

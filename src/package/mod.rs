@@ -18,6 +18,7 @@
 
 pub mod card;
 pub mod files;
+pub mod scores;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -104,7 +104,7 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
     s.push_str(
         "\nLosses: mean of the last five training steps, and the last held-out evaluation. \
          `-`: the stage was not trained in that run (frozen) or has not finished.\n\
-         ARP-Eval scores: not part of this build yet.\n",
+         ARP-Eval: `arp-train eval --model <run>/arp-model` scores a run's package (AP, AQ).\n",
     );
     s
 }

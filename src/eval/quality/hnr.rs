@@ -416,7 +416,7 @@ mod tests {
         let data: Vec<f64> = (0..200).map(|i| (i as f64 * 0.05).sin()).collect();
         let y = |k: usize| data[k - 1];
         assert_eq!(sinc_interpolate(&y, 200, 50.0, 700), data[49]);
-        let x = 100.37;
+        let x: f64 = 100.37;
         let expected = ((x - 1.0) * 0.05).sin();
         assert!((sinc_interpolate(&y, 200, x, 700) - expected).abs() < 1e-3);
     }
