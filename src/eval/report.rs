@@ -84,6 +84,21 @@ impl Report {
             "candidates: {}\nreference:  {}",
             self.candidates_from, self.references_from
         );
+        let silent: Vec<&str> = self
+            .candidates
+            .iter()
+            .chain(&self.references)
+            .filter(|c| c.voiced_seconds == 0.0)
+            .map(|c| c.id.as_str())
+            .collect();
+        if !silent.is_empty() {
+            let _ = writeln!(
+                s,
+                "warning: no voice activity in {} clip(s) ({}): their AP compares silence",
+                silent.len(),
+                silent.join(", ")
+            );
+        }
         if let Some(content) = &self.content {
             match content["skipped"].as_str() {
                 Some(reason) => {
@@ -225,4 +240,51 @@ fn escape(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::eval::quality::Quality;
+
+    fn clip(id: &str, ap: f64, voiced: f64) -> ClipScore {
+        ClipScore {
+            id: id.into(),
+            source: format!("{id}.wav"),
+            seconds: 2.0,
+            voiced_seconds: voiced,
+            ap_centroid: Some(ap),
+            ap_pairwise: Some(ap - 0.05),
+            ap_matched: None,
+            quality: Quality {
+                wada_snr_db: Some(20.0),
+                hnr_db: None,
+                spectral_flatness: Some(0.1),
+            },
+        }
+    }
+
+    #[test]
+    fn table_and_plot_show_both_sides_and_flag_silent_clips() {
+        let report = Report::new(
+            "wavs",
+            "dir".into(),
+            "ref".into(),
+            "enc".into(),
+            vec![clip("a", 0.5, 1.0), clip("b", 0.7, 0.0)],
+            vec![clip("r", 0.9, 2.0)],
+        );
+        let table = report.table();
+        assert!(table.contains("0.600 ± 0.100 (n=2)"), "{table}");
+        assert!(table.contains("0.900 ± 0.000 (n=1)"), "{table}");
+        assert!(
+            table.contains("no voice activity in 1 clip(s) (b)"),
+            "{table}"
+        );
+        let svg = report.svg();
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        // AP centroid, AP pairwise, WADA and flatness have 3 dots each; HNR and matched none.
+        assert_eq!(svg.matches("r=\"3\"").count(), 12);
+        assert_eq!(svg.matches("no values").count(), 2);
+    }
 }
