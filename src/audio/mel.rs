@@ -7,6 +7,8 @@ use std::sync::Arc;
 
 use realfft::{RealFftPlanner, RealToComplex};
 
+use super::window::{hann_periodic, zero_pad};
+
 /// A log-mel spectrogram, row-major `[n_mels][frames]` (the layout of the reference arrays).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Mel {
@@ -142,9 +144,7 @@ impl MelExtractor {
         n_mels: usize,
         magnitude: Magnitude,
     ) -> Self {
-        let window = (0..n_fft)
-            .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / n_fft as f64).cos())
-            .collect();
+        let window = hann_periodic(n_fft);
         MelExtractor {
             n_fft,
             hop,
@@ -206,13 +206,7 @@ impl MelExtractor {
     fn mel_energies(&self, samples: &[f32]) -> (Vec<f64>, usize) {
         let padded = match self.padding {
             Padding::Reflect => reflect_pad(samples, self.pad),
-            Padding::Zeros => {
-                let mut padded = vec![0f64; samples.len() + 2 * self.pad];
-                for (p, &x) in padded[self.pad..].iter_mut().zip(samples) {
-                    *p = x as f64;
-                }
-                padded
-            }
+            Padding::Zeros => zero_pad(samples, self.pad),
         };
         let frames = if padded.len() < self.n_fft {
             0

@@ -6,6 +6,7 @@ pub mod mel;
 pub mod pitch;
 pub mod resample;
 pub mod wav;
+pub mod window;
 
 /// Speech tokenizer input rate (Whisper).
 pub const TOKENIZER_RATE: u32 = 16_000;

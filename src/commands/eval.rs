@@ -117,9 +117,8 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
     if references.is_empty() {
         return Err(Exit::Failed("no reference clips of the character".into()));
     }
-    let mut matched: Vec<Clip> = Vec::new();
-    let mut synthesis = None;
-    let (candidates, candidates_from) = match setup.mode {
+    // What is scored, and the real recordings of the same lines (for AP to the same line).
+    let (candidates, candidates_from, matched, synthesis) = match setup.mode {
         "package" => {
             let c = character.as_ref().expect("package mode has a recipe");
             if c.held_out_codes.is_empty() {
@@ -128,14 +127,13 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
                         .into(),
                 ));
             }
-            matched = c.held_out.clone();
             let package = setup.package.as_ref().expect("package mode has a package");
-            synthesis = Some(Synthesis {
+            let synthesis = Synthesis {
                 decoder: decoder_dir(package).map_err(Exit::Usage)?,
                 lines: c.held_out_codes.clone(),
                 steps: args.steps,
                 seed: args.seed,
-            });
+            };
             (
                 Vec::new(),
                 format!(
@@ -143,18 +141,21 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
                     c.held_out_codes.len(),
                     package.display()
                 ),
+                c.held_out.clone(),
+                Some(synthesis),
             )
         }
         "wavs" => {
             let dir = args.wavs.as_ref().expect("wavs mode has a directory");
-            if let Some(c) = &character {
-                matched = c.held_out.iter().chain(&c.train).cloned().collect();
-            } else {
-                matched = references.clone();
-            }
+            let matched = match &character {
+                Some(c) => c.held_out.iter().chain(&c.train).cloned().collect(),
+                None => references.clone(),
+            };
             (
                 clips::wav_dir(dir).map_err(Exit::Usage)?,
                 dir.display().to_string(),
+                matched,
+                None,
             )
         }
         _ => {
@@ -167,6 +168,8 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
             (
                 c.held_out.clone(),
                 "the recipe's real held-out clips of the character".into(),
+                Vec::new(),
+                None,
             )
         }
     };
@@ -410,6 +413,8 @@ impl BackendTask for EvalTask<'_> {
         let mut candidates = self.candidates;
         if let Some(s) = &self.synthesis {
             let decoder = Decoder::<B>::load(&s.decoder, &device)?;
+            std::fs::create_dir_all(&self.generated_dir)
+                .map_err(|e| format!("cannot create {}: {e}", self.generated_dir.display()))?;
             let bar = crate::progress::bar(s.lines.len() as u64, "synthesizing");
             for (i, (id, codes)) in s.lines.iter().enumerate() {
                 let samples = decoder
@@ -420,8 +425,7 @@ impl BackendTask for EvalTask<'_> {
                     rate: DECODER_RATE,
                 };
                 let path = self.generated_dir.join(format!("{id}.wav"));
-                std::fs::create_dir_all(&self.generated_dir)
-                    .and_then(|_| wav::write_mono_i16(&path, &audio).map_err(std::io::Error::other))
+                wav::write_mono_i16(&path, &audio)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 candidates.push(Clip {
                     id: id.clone(),

@@ -122,6 +122,11 @@ pub fn score<B: Backend>(
     references: &[Clip],
     matched: &[Clip],
 ) -> Scored {
+    // Only the real recordings of lines that are among the candidates are needed.
+    let matched: Vec<&Clip> = matched
+        .iter()
+        .filter(|m| candidates.iter().any(|c| c.id == m.id))
+        .collect();
     let total = (candidates.len() + references.len() + matched.len()) as u64;
     let bar = crate::progress::bar(total, "embedding clips");
     let mut embed = |clip: &Clip| {
@@ -132,7 +137,7 @@ pub fn score<B: Backend>(
     let cand: Vec<_> = candidates.iter().map(&mut embed).collect();
     let refs: Vec<_> = references.iter().map(&mut embed).collect();
     let real: BTreeMap<&str, Vec<f32>> = matched
-        .iter()
+        .into_iter()
         .map(|c| (c.id.as_str(), embed(c).embedding))
         .collect();
     bar.finish_and_clear();

@@ -5,6 +5,8 @@
 
 use realfft::RealFftPlanner;
 
+use crate::audio::window::{hann_periodic, zero_pad};
+
 pub const N_FFT: usize = 2048;
 pub const HOP: usize = 512;
 const AMIN: f64 = 1e-10;
@@ -14,14 +16,8 @@ pub fn frames(samples: &[f32]) -> Vec<f64> {
     if samples.is_empty() {
         return Vec::new();
     }
-    let pad = N_FFT / 2;
-    let mut padded = vec![0f64; samples.len() + 2 * pad];
-    for (p, &x) in padded[pad..].iter_mut().zip(samples) {
-        *p = x as f64;
-    }
-    let window: Vec<f64> = (0..N_FFT)
-        .map(|i| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * i as f64 / N_FFT as f64).cos())
-        .collect();
+    let padded = zero_pad(samples, N_FFT / 2);
+    let window = hann_periodic(N_FFT);
     let fft = RealFftPlanner::<f64>::new().plan_fft_forward(N_FFT);
     let mut input = fft.make_input_vec();
     let mut spectrum = fft.make_output_vec();

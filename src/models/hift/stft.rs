@@ -6,19 +6,14 @@
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use crate::audio::window::hann_periodic;
 use crate::models::layers::{conv1d, overlap_add, pad_reflect};
-
-fn hann(n_fft: usize) -> Vec<f64> {
-    (0..n_fft)
-        .map(|n| 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / n_fft as f64).cos())
-        .collect()
-}
 
 /// x [b, samples] -> [b, n_fft + 2, samples / hop + 1]: real parts of bins 0..=n/2, then the
 /// imaginary parts.
 pub fn stft<B: Backend>(x: Tensor<B, 2>, n_fft: usize, hop: usize) -> Tensor<B, 3> {
     let bins = n_fft / 2 + 1;
-    let window = hann(n_fft);
+    let window = hann_periodic(n_fft);
     let mut basis = Vec::with_capacity(2 * bins * n_fft);
     for part in 0..2 {
         for k in 0..bins {
@@ -44,7 +39,7 @@ pub fn stft<B: Backend>(x: Tensor<B, 2>, n_fft: usize, hop: usize) -> Tensor<B, 
 pub fn istft<B: Backend>(spec: Tensor<B, 3>, n_fft: usize, hop: usize) -> Tensor<B, 2> {
     let bins = n_fft / 2 + 1;
     let [batch, _, frames] = spec.dims();
-    let window = hann(n_fft);
+    let window = hann_periodic(n_fft);
     // Row n: (1/N) sum_k c_k (Re_k cos(2 pi k n / N) - Im_k sin(2 pi k n / N)), c = 1 at DC and
     // Nyquist, else 2; times the synthesis window.
     let mut basis = Vec::with_capacity(n_fft * 2 * bins);
