@@ -4,6 +4,7 @@
 pub mod atomic;
 pub mod audio;
 pub mod backend;
+pub mod bench;
 pub mod character;
 pub mod checkpoint;
 pub mod commands;

@@ -79,6 +79,9 @@ enum Command {
     /// ARP-Eval (acoustic): speaker similarity (AP) and signal quality (AQ) of an ARP-Model
     /// package's speech, a WAV directory, or the recipe's held-out clips; table, JSON and plot.
     Eval(commands::eval::EvalArgs),
+    /// Time training steps of both stages on random weights of the recipe's model shapes:
+    /// tokens/s, MFU and peak memory for stage one, mel frames/s for the flow and vocoder.
+    Bench(commands::bench::BenchArgs),
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
     Prepare {
@@ -133,6 +136,7 @@ fn main() -> ExitCode {
         Some(Command::Synth(args)) => commands::synth::synth_command(args, cli.device),
         Some(Command::Sweep(args)) => commands::sweep::sweep_command(args, cli.device),
         Some(Command::Eval(args)) => commands::eval::eval_command(args, cli.device),
+        Some(Command::Bench(args)) => commands::bench::bench_command(args, cli.device),
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,

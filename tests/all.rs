@@ -3,6 +3,7 @@
 mod common;
 
 mod audio_frontend;
+mod bench;
 mod cli;
 mod data_scan;
 mod decoder;

@@ -128,6 +128,12 @@ SIGMA = 1e-6
 HIFT_BASE, F0_COND, SR = 16, 16, 22050
 
 
+def x_dtype(module):
+    """The floating type of a module's weights (float64 for the fixtures; the benchmark builds
+    these modules in float32 too: tools/bench_reference.py)."""
+    return next(module.parameters()).dtype
+
+
 def mish(x):
     return x * torch.tanh(F.softplus(x))
 
@@ -224,7 +230,7 @@ class Regulator(nn.Module):
         t_in = x.shape[1]
         src = torch.tensor([min(int(math.floor(i * (t_in / out_len))), t_in - 1) for i in range(out_len)])
         x = x[:, src, :].transpose(1, 2)
-        mask = (torch.arange(out_len)[None] < mel_lens[:, None]).double()[:, None]
+        mask = (torch.arange(out_len)[None] < mel_lens[:, None]).to(torch.get_default_dtype())[:, None]
         return self.model(x) * mask  # [b, 80, T]
 
 
@@ -296,7 +302,7 @@ class TransformerBlock(nn.Module):
 
 def time_embedding(t, dim=320):
     half = dim // 2
-    freqs = torch.exp(torch.arange(half, dtype=torch.float64) * -(math.log(10000) / (half - 1)))
+    freqs = torch.exp(torch.arange(half, dtype=torch.float64) * -(math.log(10000) / (half - 1))).to(t.dtype)
     e = 1000 * t[:, None] * freqs[None]
     return torch.cat([e.sin(), e.cos()], -1)
 
@@ -385,7 +391,7 @@ class Flow(nn.Module):
 
     def mu(self, tokens, token_lens, mel_lens):
         valid = torch.arange(tokens.shape[1])[None] < token_lens[:, None]
-        x = self.input_embedding(tokens) * valid[:, :, None].double()
+        x = self.input_embedding(tokens) * valid[:, :, None].to(x_dtype(self))
         h = self.encoder_proj(self.encoder(x, valid))
         return h, self.length_regulator(h, mel_lens)
 
@@ -397,7 +403,7 @@ class Flow(nn.Module):
         t = (1 - torch.cos(t * 0.5 * math.pi))[:, None, None]
         y = (1 - (1 - SIGMA) * t) * z + t * x1
         u = x1 - (1 - SIGMA) * z
-        keep = keep.double()
+        keep = keep.to(x1.dtype)
         pred = self.decoder.estimator(y, mask, mu * keep[:, None, None], t[:, 0, 0],
                                       spks * keep[:, None], cond * keep[:, None, None])
         return ((pred * mask - u * mask) ** 2).sum() / (mask.sum() * u.shape[1])
@@ -476,7 +482,7 @@ class Hift(nn.Module):
         harmonics = torch.stack([f * (i + 1) / SR for i in range(9)], 1)
         theta = 2 * math.pi * (torch.cumsum(harmonics, -1) % 1)
         sine = 0.1 * torch.sin(theta + phase[:, :, None])
-        uv = (f > 10).double()[:, None]
+        uv = (f > 10).to(f.dtype)[:, None]
         amp = uv * 0.003 + (1 - uv) * 0.1 / 3
         waves = sine * uv + amp * noise
         return torch.tanh(self.m_source.l_linear(waves.transpose(1, 2))).transpose(1, 2)

@@ -1,5 +1,6 @@
 //! One module per CLI command. Each returns an `Exit` so `main` maps outcomes to exit codes.
 
+pub mod bench;
 pub mod eval;
 pub mod generate;
 pub mod prepare;

@@ -9,13 +9,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use serde::Serialize;
 
-use super::grads::clip;
 use super::lm::Resume;
 use super::metrics::MetricsLog;
 use super::part::{
@@ -24,6 +23,7 @@ use super::part::{
 };
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
+use super::step::accumulate_and_step;
 use crate::checkpoint::named::save_named;
 use crate::checkpoint::tensors::TensorStore;
 use crate::data::decoder_data::{frame_batches, DecoderData, Utterance};
@@ -104,6 +104,20 @@ fn flow_batch<B: Backend>(
     }
 }
 
+/// The flow-matching loss of one batch of utterances, its random draws taken from `rng`.
+pub fn flow_loss<B: Backend>(
+    flow: &Flow<B>,
+    items: &[&Utterance],
+    rng: &mut Rng,
+    cfg_rate: f64,
+    device: &B::Device,
+) -> Tensor<B, 1> {
+    batch_loss(
+        flow,
+        flow_batch::<B>(items, rng, cfg_rate, flow.mel_bins, device),
+    )
+}
+
 fn batch_loss<B: Backend>(flow: &Flow<B>, b: FlowBatch<B>) -> Tensor<B, 1> {
     let device = b.x1.device();
     let (_, mu) = flow.encode(b.tokens, &b.token_lengths, &b.mel_lengths);
@@ -127,12 +141,9 @@ pub fn eval_flow<B: Backend>(
         let chosen: Vec<&Utterance> = batch.iter().map(|&j| &items[j]).collect();
         let mut rng = Rng::for_step(seed, EVAL_STREAM, i as u64);
         let n: usize = chosen.iter().map(|u| u.frames).sum();
-        let loss: f64 = batch_loss(
-            flow,
-            flow_batch::<B>(&chosen, &mut rng, cfg_rate, flow.mel_bins, device),
-        )
-        .into_scalar()
-        .elem();
+        let loss: f64 = flow_loss(flow, &chosen, &mut rng, cfg_rate, device)
+            .into_scalar()
+            .elem();
         total += loss * n as f64;
         frames += n;
     }
@@ -281,33 +292,28 @@ pub fn train_flow<B: AutodiffBackend>(
             }
             let step_start = Instant::now();
             let mut rng = Rng::for_step(recipe.seed, FLOW_STREAM, step as u64);
-            let mut accumulator = GradientsAccumulator::<Flow<B>>::new();
-            let (mut group_loss, mut frames, mut finite) = (0.0, 0usize, true);
-            for batch in group.iter() {
-                let items: Vec<&Utterance> = batch.iter().map(|&i| &data.train[i]).collect();
-                frames += items.iter().map(|u| u.frames).sum::<usize>();
-                let mut loss = batch_loss(
-                    &model,
-                    flow_batch::<B>(&items, &mut rng, cfg_rate, model.mel_bins, device),
-                ) / group.len() as f64;
-                if nan_steps.contains(&(step + 1)) {
-                    loss = loss * f64::NAN;
-                }
-                let value: f64 = loss.clone().into_scalar().elem();
-                if !value.is_finite() {
-                    finite = false;
-                    break;
-                }
-                group_loss += value;
-                accumulator
-                    .accumulate(&model, GradientsParams::from_grads(loss.backward(), &model));
-            }
-            let mut grads = accumulator.grads();
-            let norm = if finite {
-                clip::<B>(&mut grads, &params, train_cfg.clip_grad_norm)
-            } else {
-                f64::NAN
-            };
+            let lr = learning_rate(&train_cfg.schedule, o.lr, step, total);
+            let frames: usize = group.iter().flatten().map(|&i| data.train[i].frames).sum();
+            let poison = nan_steps.contains(&(step + 1));
+            let (stepped, outcome) = accumulate_and_step(
+                model,
+                &mut optimizer,
+                &params,
+                group.len(),
+                |model, i| {
+                    let items: Vec<&Utterance> = group[i].iter().map(|&j| &data.train[j]).collect();
+                    let loss = flow_loss(model, &items, &mut rng, cfg_rate, device);
+                    if poison {
+                        loss * f64::NAN
+                    } else {
+                        loss
+                    }
+                },
+                lr,
+                train_cfg.clip_grad_norm,
+            );
+            model = stepped;
+            let (group_loss, norm) = (outcome.loss, outcome.grad_norm);
             let last_group = group_index + 1 == groups.len();
             let next = |step: usize,
                         losses: &[f64],
@@ -322,7 +328,7 @@ pub fn train_flow<B: AutodiffBackend>(
                 losses: losses.to_vec(),
                 eval_losses: evals.to_vec(),
             };
-            if !finite || !norm.is_finite() {
+            if !outcome.applied {
                 consecutive_bad += 1;
                 report.skipped_steps += 1;
                 tracing::warn!(
@@ -355,8 +361,6 @@ pub fn train_flow<B: AutodiffBackend>(
                 continue;
             }
             consecutive_bad = 0;
-            let lr = learning_rate(&train_cfg.schedule, o.lr, step, total);
-            model = optimizer.step(lr, model, grads);
             step += 1;
             report.losses.push(group_loss);
             let eval_loss = if step % train_cfg.eval_every == 0 || step == total {

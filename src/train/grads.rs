@@ -3,15 +3,19 @@
 
 use burn::optim::GradientsParams;
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::ElementConversion;
+use burn::tensor::{DType, ElementConversion, Tensor};
 
 use crate::models::params::NamedParam;
 
-fn squares<B: AutodiffBackend>(grads: &GradientsParams, p: &NamedParam) -> Option<f64> {
+/// sum(g^2) of one parameter's gradient, left on the device.
+fn squares<B: AutodiffBackend>(
+    grads: &GradientsParams,
+    p: &NamedParam,
+) -> Option<Tensor<B::InnerBackend, 1>> {
     macro_rules! try_rank {
         ($($d:literal),*) => {$(
             if let Some(g) = grads.get::<B::InnerBackend, $d>(p.id) {
-                return Some(g.powi_scalar(2).sum().into_scalar().elem::<f64>());
+                return Some(g.cast(DType::F32).powi_scalar(2).sum());
             }
         )*};
     }
@@ -19,14 +23,15 @@ fn squares<B: AutodiffBackend>(grads: &GradientsParams, p: &NamedParam) -> Optio
     None
 }
 
-/// Global L2 norm of the gradients of the trainable `params`.
+/// Global L2 norm of the gradients of the trainable `params`. The squares are summed on the
+/// device (in fp32) and read back once: one host sync per step, not one per parameter.
 pub fn grad_norm<B: AutodiffBackend>(grads: &GradientsParams, params: &[NamedParam]) -> f64 {
     params
         .iter()
         .filter(|p| p.trainable)
         .filter_map(|p| squares::<B>(grads, p))
-        .sum::<f64>()
-        .sqrt()
+        .reduce(|a, b| a + b)
+        .map_or(0.0, |total| total.into_scalar().elem::<f64>().sqrt())
 }
 
 /// Multiplies every gradient of `params` by `factor`.

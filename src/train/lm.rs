@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::{GradientsAccumulator, GradientsParams, Optimizer};
+use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
@@ -16,11 +16,11 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use serde::Deserialize;
 
 use super::checkpoints::Checkpoints;
-use super::grads::{grad_norm, scale_grads};
 use super::metrics::MetricsLog;
 use super::part::fault_steps;
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
+use super::step::accumulate_and_step;
 use crate::data::cache::stable_hash;
 use crate::data::samples::{
     build_from_cache, length_bucketed_batches, Sample, SampleBuilder, IGNORE,
@@ -345,34 +345,34 @@ pub fn train_lm<B: AutodiffBackend>(
                 device,
                 recipe.seed ^ (step as u64).wrapping_mul(0x9E3779B97F4A7C15),
             );
-            let mut accumulator = GradientsAccumulator::<ChatGlmModel<B>>::new();
-            let mut group_loss = 0.0;
-            let mut tokens = 0usize;
-            let mut finite = true;
-            for batch in group.iter() {
-                let samples: Vec<&Sample> = batch.iter().map(|&i| train[i]).collect();
-                let (ids, labels, _) = batch_tensors::<B>(&samples, pad, device);
-                tokens += samples.iter().map(|s| s.input_ids.len()).sum::<usize>();
-                let mut loss = causal_lm_loss(model.forward(ids), labels) / group.len() as f64;
-                if nan_steps.contains(&(step + 1)) {
-                    loss = loss * f64::NAN;
-                }
-                let value: f64 = burn::tensor::ElementConversion::elem(loss.clone().into_scalar());
-                if !value.is_finite() {
-                    finite = false;
-                    break;
-                }
-                group_loss += value;
-                let grads = GradientsParams::from_grads(loss.backward(), &model);
-                accumulator.accumulate(&model, grads);
-            }
-            let mut grads = accumulator.grads();
-            let norm = if finite {
-                grad_norm::<B>(&grads, &params)
-            } else {
-                f64::NAN
-            };
-            if !finite || !norm.is_finite() {
+            let lr = learning_rate(&train_cfg.schedule, o.lr, step, total_steps);
+            let tokens: usize = group
+                .iter()
+                .flatten()
+                .map(|&i| train[i].input_ids.len())
+                .sum();
+            let poison = nan_steps.contains(&(step + 1));
+            let (stepped, outcome) = accumulate_and_step(
+                model,
+                &mut optimizer,
+                &params,
+                group.len(),
+                |model, i| {
+                    let samples: Vec<&Sample> = group[i].iter().map(|&j| train[j]).collect();
+                    let (ids, labels, _) = batch_tensors::<B>(&samples, pad, device);
+                    let loss = causal_lm_loss(model.forward(ids), labels);
+                    if poison {
+                        loss * f64::NAN
+                    } else {
+                        loss
+                    }
+                },
+                lr,
+                train_cfg.clip_grad_norm,
+            );
+            model = stepped;
+            let (group_loss, norm) = (outcome.loss, outcome.grad_norm);
+            if !outcome.applied {
                 consecutive_bad += 1;
                 report.skipped_steps += 1;
                 tracing::warn!(
@@ -405,13 +405,6 @@ pub fn train_lm<B: AutodiffBackend>(
                 continue;
             }
             consecutive_bad = 0;
-            if let Some(max) = train_cfg.clip_grad_norm {
-                if norm > max {
-                    scale_grads::<B>(&mut grads, &params, max / norm);
-                }
-            }
-            let lr = learning_rate(&train_cfg.schedule, o.lr, step, total_steps);
-            model = optimizer.step(lr, model, grads);
             step += 1;
             report.losses.push(group_loss);
             let mut eval_loss = None;

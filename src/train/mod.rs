@@ -11,6 +11,7 @@ pub mod part;
 pub mod plot;
 pub mod resume;
 pub mod schedule;
+pub mod step;
 pub mod vocoder;
 
 /// The optimizer every stage uses, from a recipe's `optimizer` section. `adam` is AdamW with the

@@ -38,7 +38,7 @@ use crate::models::hift::discriminators::{Discriminators, Judgement};
 use crate::models::hift::source::{harmonic_waves, SourceNoise};
 use crate::models::hift::Hift;
 use crate::models::layers::{conv1d, pad_reflect, Builder};
-use crate::models::params::named_params;
+use crate::models::params::{named_params, NamedParam};
 use crate::models::to_host_f32;
 use crate::progress;
 use crate::recipe::Recipe;
@@ -244,6 +244,168 @@ fn tpr_loss<B: Backend>(real: &[Judgement<B>], fake: &[Judgement<B>]) -> Tensor<
     total.expect("at least one discriminator")
 }
 
+/// One step's crops on the device: mel [b, 80, s], waveform [b, s * hop], F0 target [b, s].
+pub struct GanBatch<B: Backend> {
+    mel: Tensor<B, 3>,
+    real: Tensor<B, 2>,
+    f0_target: Tensor<B, 2>,
+}
+
+impl<B: Backend> GanBatch<B> {
+    /// Mel frames in the batch.
+    pub fn frames(&self) -> usize {
+        let [batch, _, frames] = self.mel.dims();
+        batch * frames
+    }
+}
+
+/// Random crops of `segment` frames from `items` (start points from `rng`).
+pub fn gan_batch<B: Backend>(
+    items: &[&Utterance],
+    segment: usize,
+    hop: usize,
+    rng: &mut Rng,
+    device: &B::Device,
+) -> GanBatch<B> {
+    let c = crops(items, segment, hop, rng);
+    GanBatch {
+        mel: Tensor::from_data(TensorData::new(c.mel, [c.batch, 80, c.frames]), device),
+        real: Tensor::from_data(TensorData::new(c.audio, [c.batch, c.frames * hop]), device),
+        f0_target: Tensor::from_data(TensorData::new(c.f0, [c.batch, c.frames]), device),
+    }
+}
+
+/// What one GAN step measured. `parts`: adversarial, feature matching, TPR, mel L1, F0 L1
+/// (NaN when the discriminators' step failed).
+#[derive(Clone, Copy, Debug)]
+pub struct GanOutcome {
+    pub discriminator_loss: f64,
+    pub discriminator_grad_norm: f64,
+    pub generator_loss: f64,
+    pub generator_grad_norm: f64,
+    pub parts: [f64; 5],
+    /// Both updates were applied (every loss and norm finite).
+    pub applied: bool,
+}
+
+/// The generator, the discriminators and their optimizers, stepped together.
+pub struct Gan<B: AutodiffBackend> {
+    pub hift: Hift<B>,
+    pub disc: Discriminators<B>,
+    pub opt_g: Adam<Hift<B>, B>,
+    pub opt_d: Adam<Discriminators<B>, B>,
+    g_params: Vec<NamedParam>,
+    d_params: Vec<NamedParam>,
+}
+
+impl<B: AutodiffBackend> Gan<B> {
+    pub fn new(
+        hift: Hift<B>,
+        disc: Discriminators<B>,
+        opt_g: Adam<Hift<B>, B>,
+        opt_d: Adam<Discriminators<B>, B>,
+    ) -> Self {
+        Gan {
+            g_params: named_params(&hift),
+            d_params: named_params(&disc),
+            hift,
+            disc,
+            opt_g,
+            opt_d,
+        }
+    }
+
+    /// The discriminators step on real vs detached generated audio; then the generator, judged
+    /// by the updated discriminators against constant judgements of the real audio. `poison`
+    /// (a test hook) makes the discriminators' loss NaN.
+    #[allow(clippy::too_many_arguments)]
+    pub fn step(
+        mut self,
+        batch: GanBatch<B>,
+        c: &HiftConfig,
+        loss_mel: &LossMel<B>,
+        rng: &mut Rng,
+        lr: f64,
+        clip_norm: Option<f64>,
+        poison: bool,
+    ) -> (Self, GanOutcome) {
+        let GanBatch {
+            mel,
+            real,
+            f0_target,
+        } = batch;
+        let (fake, f0_pred) = vocode(&self.hift, c, mel, rng);
+        let d_real = self.disc.forward(real.clone());
+        let d_fake = self.disc.forward(fake.clone().detach());
+        let mut d_loss =
+            discriminator_loss(&d_real, &d_fake) + tpr_loss(&d_real, &d_fake) * TPR_WEIGHT;
+        if poison {
+            d_loss = d_loss * f64::NAN;
+        }
+        let d_value = scalar(&d_loss);
+        let mut d_grads = GradientsParams::from_grads(d_loss.backward(), &self.disc);
+        let d_norm = if d_value.is_finite() {
+            clip::<B>(&mut d_grads, &self.d_params, clip_norm)
+        } else {
+            f64::NAN
+        };
+        let mut outcome = GanOutcome {
+            discriminator_loss: d_value,
+            discriminator_grad_norm: d_norm,
+            generator_loss: f64::NAN,
+            generator_grad_norm: f64::NAN,
+            parts: [f64::NAN; 5],
+            applied: false,
+        };
+        if !(d_value.is_finite() && d_norm.is_finite()) {
+            return (self, outcome);
+        }
+        self.disc = self.opt_d.step(lr, self.disc, d_grads);
+        let d_real_const: Vec<Judgement<B>> = self
+            .disc
+            .valid()
+            .forward(real.clone().inner())
+            .into_iter()
+            .map(|j| Judgement {
+                score: Tensor::from_inner(j.score),
+                features: j.features.into_iter().map(Tensor::from_inner).collect(),
+            })
+            .collect();
+        let d_fake = self.disc.forward(fake.clone());
+        let adversarial = generator_loss(&d_fake);
+        let features = feature_loss(&d_real_const, &d_fake);
+        let tpr = tpr_loss(&d_real_const, &d_fake);
+        let mel_l1 = (loss_mel.log_mel(fake) - loss_mel.log_mel(real))
+            .abs()
+            .mean();
+        let f0_l1 = (f0_pred - f0_target).abs().mean();
+        outcome.parts = [
+            scalar(&adversarial),
+            scalar(&features),
+            scalar(&tpr),
+            scalar(&mel_l1),
+            scalar(&f0_l1),
+        ];
+        let g_loss = adversarial
+            + features * FEATURE_WEIGHT
+            + tpr * TPR_WEIGHT
+            + mel_l1 * MEL_WEIGHT
+            + f0_l1 * F0_WEIGHT;
+        outcome.generator_loss = scalar(&g_loss);
+        let mut grads = GradientsParams::from_grads(g_loss.backward(), &self.hift);
+        if !outcome.generator_loss.is_finite() {
+            return (self, outcome);
+        }
+        outcome.generator_grad_norm = clip::<B>(&mut grads, &self.g_params, clip_norm);
+        if !outcome.generator_grad_norm.is_finite() {
+            return (self, outcome);
+        }
+        self.hift = self.opt_g.step(lr, self.hift, grads);
+        outcome.applied = true;
+        (self, outcome)
+    }
+}
+
 /// Mean |log-mel(generated) - log-mel(reference)| over held-out utterances (whole utterances,
 /// fixed noise), weighted by frames.
 pub fn eval_vocoder<B: Backend>(
@@ -300,7 +462,7 @@ struct StepRecord {
     eval_loss: Option<f64>,
 }
 
-type Adam<M, B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, M, B>;
+pub type Adam<M, B> = burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, M, B>;
 
 /// Trains (or resumes, or just loads when finished) the vocoder in `stage_dir`.
 pub fn train_vocoder<B: AutodiffBackend>(
@@ -378,11 +540,11 @@ pub fn train_vocoder<B: AutodiffBackend>(
         }
     };
     let Named {
-        model: mut hift,
+        model: hift,
         names: g_names,
     } = generator;
     let Named {
-        model: mut disc,
+        model: disc,
         names: d_names,
     } = discriminators;
     let mut report = PartReport {
@@ -402,8 +564,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
             report,
         ));
     }
-    let g_params = named_params(&hift);
-    let d_params = named_params(&disc);
+    let mut gan = Gan::new(hift, disc, opt_g, opt_d);
     let loss_mel = LossMel::<B>::new(device);
     let eval_mel = LossMel::<B::InnerBackend>::new(device);
     let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step))
@@ -416,24 +577,19 @@ pub fn train_vocoder<B: AutodiffBackend>(
     };
     let nan_steps = fault_steps("ARP_FAULT_HIFT_NAN_STEPS");
     let abort_in_checkpoint = fault_steps("ARP_FAULT_HIFT_ABORT_IN_CHECKPOINT");
-    let save = |state: &PartState,
-                hift: &Hift<B>,
-                disc: &Discriminators<B>,
-                opt_g: &Adam<Hift<B>, B>,
-                opt_d: &Adam<Discriminators<B>, B>,
-                abort: bool| {
+    let save = |state: &PartState, gan: &Gan<B>, abort: bool| {
         checkpoints
             .save(state.step, |dir| {
-                save_named(hift, &g_names, &dir.join(HIFT_FILE))?;
+                save_named(&gan.hift, &g_names, &dir.join(HIFT_FILE))?;
                 if abort {
                     std::process::abort();
                 }
-                save_named(disc, &d_names, &dir.join(DISCRIMINATORS_FILE))?;
+                save_named(&gan.disc, &d_names, &dir.join(DISCRIMINATORS_FILE))?;
                 recorder
-                    .record(opt_g.to_record(), dir.join("optimizer_generator"))
+                    .record(gan.opt_g.to_record(), dir.join("optimizer_generator"))
                     .map_err(std::io::Error::other)?;
                 recorder
-                    .record(opt_d.to_record(), dir.join("optimizer_discriminators"))
+                    .record(gan.opt_d.to_record(), dir.join("optimizer_discriminators"))
                     .map_err(std::io::Error::other)?;
                 std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
                 std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
@@ -458,7 +614,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
             )
         })
     };
-    initial_eval(&state, &mut report, &mut log, || eval(&hift))?;
+    initial_eval(&state, &mut report, &mut log, || eval(&gan.hift))?;
     let bar = progress::bar(total as u64, "decoder vocoder");
     bar.set_position(state.step as u64);
     let (mut step, mut epoch, mut first_batch) = (state.step, state.epoch, state.next_group);
@@ -478,26 +634,8 @@ pub fn train_vocoder<B: AutodiffBackend>(
             let step_start = Instant::now();
             let mut rng = Rng::for_step(recipe.seed, VOCODER_STREAM, step as u64);
             let items: Vec<&Utterance> = batch.iter().map(|&i| &data.train[i]).collect();
-            let crop = crops(&items, segment, hop, &mut rng);
-            let mel = Tensor::<B, 3>::from_data(
-                TensorData::new(crop.mel, [crop.batch, 80, crop.frames]),
-                device,
-            );
-            let real = Tensor::<B, 2>::from_data(
-                TensorData::new(crop.audio, [crop.batch, crop.frames * hop]),
-                device,
-            );
-            let f0_target = Tensor::<B, 2>::from_data(
-                TensorData::new(crop.f0, [crop.batch, crop.frames]),
-                device,
-            );
-            let (fake, f0_pred) = vocode(&hift, c, mel, &mut rng);
-
-            // Discriminators: real vs detached fake.
-            let d_real = disc.forward(real.clone());
-            let d_fake = disc.forward(fake.clone().detach());
-            let mut d_loss =
-                discriminator_loss(&d_real, &d_fake) + tpr_loss(&d_real, &d_fake) * TPR_WEIGHT;
+            let crop = gan_batch::<B>(&items, segment, hop, &mut rng, device);
+            let crop_frames = crop.frames();
             let last_batch = batch_index + 1 == batches.len();
             let next =
                 |step: usize, losses: &[f64], evals: &[(usize, f64)], skipped: usize| PartState {
@@ -509,65 +647,26 @@ pub fn train_vocoder<B: AutodiffBackend>(
                     losses: losses.to_vec(),
                     eval_losses: evals.to_vec(),
                 };
-            if nan_steps.contains(&(step + 1)) {
-                d_loss = d_loss * f64::NAN;
-            }
-            let d_value = scalar(&d_loss);
-            let mut d_grads = GradientsParams::from_grads(d_loss.backward(), &disc);
-            let d_norm = if d_value.is_finite() {
-                clip::<B>(&mut d_grads, &d_params, train_cfg.clip_grad_norm)
-            } else {
-                f64::NAN
-            };
-
-            // The discriminators step first; the generator is then judged by the updated ones,
-            // against constant judgements of the real audio.
             let lr = learning_rate(&train_cfg.schedule, o.lr, step, total);
-            let d_ok = d_value.is_finite() && d_norm.is_finite();
-            if d_ok {
-                disc = opt_d.step(lr, disc, d_grads);
-            }
-            let mut values = [f64::NAN; 5];
-            let (mut g_value, mut g_norm, mut g_grads) = (f64::NAN, f64::NAN, None);
-            if d_ok {
-                let d_real_const: Vec<Judgement<B>> = disc
-                    .valid()
-                    .forward(real.clone().inner())
-                    .into_iter()
-                    .map(|j| Judgement {
-                        score: Tensor::from_inner(j.score),
-                        features: j.features.into_iter().map(Tensor::from_inner).collect(),
-                    })
-                    .collect();
-                let d_fake = disc.forward(fake.clone());
-                let adversarial = generator_loss(&d_fake);
-                let features = feature_loss(&d_real_const, &d_fake);
-                let tpr = tpr_loss(&d_real_const, &d_fake);
-                let mel_l1 = (loss_mel.log_mel(fake) - loss_mel.log_mel(real))
-                    .abs()
-                    .mean();
-                let f0_l1 = (f0_pred - f0_target).abs().mean();
-                values = [
-                    scalar(&adversarial),
-                    scalar(&features),
-                    scalar(&tpr),
-                    scalar(&mel_l1),
-                    scalar(&f0_l1),
-                ];
-                let g_loss = adversarial
-                    + features * FEATURE_WEIGHT
-                    + tpr * TPR_WEIGHT
-                    + mel_l1 * MEL_WEIGHT
-                    + f0_l1 * F0_WEIGHT;
-                g_value = scalar(&g_loss);
-                let mut grads = GradientsParams::from_grads(g_loss.backward(), &hift);
-                if g_value.is_finite() {
-                    g_norm = clip::<B>(&mut grads, &g_params, train_cfg.clip_grad_norm);
-                }
-                g_grads = Some(grads);
-            }
-
-            if !(d_ok && g_value.is_finite() && g_norm.is_finite()) {
+            let (stepped, outcome) = gan.step(
+                crop,
+                c,
+                &loss_mel,
+                &mut rng,
+                lr,
+                train_cfg.clip_grad_norm,
+                nan_steps.contains(&(step + 1)),
+            );
+            gan = stepped;
+            let GanOutcome {
+                discriminator_loss: d_value,
+                discriminator_grad_norm: d_norm,
+                generator_loss: g_value,
+                generator_grad_norm: g_norm,
+                parts: values,
+                ..
+            } = outcome;
+            if !outcome.applied {
                 consecutive_bad += 1;
                 report.skipped_steps += 1;
                 tracing::warn!(
@@ -585,10 +684,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
                             &report.eval_losses,
                             report.skipped_steps,
                         ),
-                        &hift,
-                        &disc,
-                        &opt_g,
-                        &opt_d,
+                        &gan,
                         false,
                     )?;
                     return Err(format!(
@@ -601,16 +697,11 @@ pub fn train_vocoder<B: AutodiffBackend>(
                 continue;
             }
             consecutive_bad = 0;
-            hift = opt_g.step(
-                lr,
-                hift,
-                g_grads.expect("computed when the discriminators stepped"),
-            );
             step += 1;
             let [adv, fm, tpr_v, mel_v, f0_v] = values;
             report.losses.push(mel_v);
             let eval_loss = if step % train_cfg.eval_every == 0 || step == total {
-                eval(&hift)
+                eval(&gan.hift)
             } else {
                 None
             };
@@ -630,7 +721,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
                 lr,
                 grad_norm: g_norm,
                 discriminator_grad_norm: d_norm,
-                mel_frames_per_second: (crop.batch * crop.frames) as f64 / seconds.max(1e-9),
+                mel_frames_per_second: crop_frames as f64 / seconds.max(1e-9),
                 step_seconds: seconds,
                 skipped_steps: report.skipped_steps,
                 eval_loss,
@@ -643,14 +734,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
                     &report.eval_losses,
                     report.skipped_steps,
                 );
-                save(
-                    &state,
-                    &hift,
-                    &disc,
-                    &opt_g,
-                    &opt_d,
-                    abort_in_checkpoint.contains(&step),
-                )?;
+                save(&state, &gan, abort_in_checkpoint.contains(&step))?;
             }
             bar.set_message(format!("mel L1 {mel_v:.3}"));
             bar.inc(1);
@@ -672,7 +756,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
     finish(&mut report, stage_dir, "stage two: vocoder mel L1", started)?;
     Ok((
         Named {
-            model: hift,
+            model: gan.hift,
             names: g_names,
         },
         report,

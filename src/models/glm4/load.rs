@@ -57,8 +57,17 @@ pub fn shard_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
     ))
 }
 
+/// Where `build` takes each tensor from.
+#[derive(Clone, Copy)]
+enum Weights<'a> {
+    Checkpoint(&'a dyn TensorSource),
+    /// Drawn on the device (norm weights 1, biases 0, matrices uniform with variance 1 / fan-in):
+    /// the real shapes without a checkpoint, for benchmarks.
+    Random,
+}
+
 struct Reader<'a, B: Backend> {
-    source: &'a dyn TensorSource,
+    weights: Weights<'a>,
     device: B::Device,
 }
 
@@ -68,11 +77,28 @@ impl<B: Backend> Reader<'_, B> {
         name: &str,
         shape: [usize; D],
     ) -> Result<Tensor<B, D>, TensorError> {
-        let values = self.source.f32(name, &shape)?;
-        Ok(Tensor::from_data(
-            TensorData::new(values, shape),
-            &self.device,
-        ))
+        match self.weights {
+            Weights::Checkpoint(source) => {
+                let values = source.f32(name, &shape)?;
+                Ok(Tensor::from_data(
+                    TensorData::new(values, shape),
+                    &self.device,
+                ))
+            }
+            Weights::Random if name.ends_with("layernorm.weight") => {
+                Ok(Tensor::ones(shape, &self.device))
+            }
+            Weights::Random if name.ends_with("bias") => Ok(Tensor::zeros(shape, &self.device)),
+            Weights::Random => {
+                let fan_in = shape[D - 1] as f64;
+                let bound = (3.0 / fan_in).sqrt();
+                Ok(Tensor::random(
+                    shape,
+                    Distribution::Uniform(-bound, bound),
+                    &self.device,
+                ))
+            }
+        }
     }
 
     fn param<const D: usize>(
@@ -109,14 +135,27 @@ impl<B: Backend> Reader<'_, B> {
     }
 }
 
-/// Builds the model from named tensors of `c`'s shapes (a checkpoint, or random weights).
+/// Builds the model from named tensors of `c`'s shapes.
 pub fn build<B: Backend>(
     source: &dyn TensorSource,
     c: &Glm4Config,
     device: &B::Device,
 ) -> Result<ChatGlmModel<B>, TensorError> {
+    build_from(Weights::Checkpoint(source), c, device)
+}
+
+/// A model of `c`'s shapes with random weights drawn on the device (seed with `B::seed`).
+pub fn build_random<B: Backend>(c: &Glm4Config, device: &B::Device) -> ChatGlmModel<B> {
+    build_from(Weights::Random, c, device).expect("random weights are never missing")
+}
+
+fn build_from<B: Backend>(
+    weights: Weights<'_>,
+    c: &Glm4Config,
+    device: &B::Device,
+) -> Result<ChatGlmModel<B>, TensorError> {
     let r = Reader::<B> {
-        source,
+        weights,
         device: device.clone(),
     };
     let shape = |name: &str| c.linear_shape(name).expect("known layer");
