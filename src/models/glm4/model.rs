@@ -110,26 +110,53 @@ pub struct LayerCache<B: Backend> {
     pub value: Tensor<B, 4>,
 }
 
+/// What every layer of one forward pass shares, computed once per pass: the RoPE tables of
+/// positions `past..past + time` and the causal mask (built on the device).
+pub struct Positions<B: Backend> {
+    /// [1, 1, time, rot / 2, 1]
+    cos: Tensor<B, 5>,
+    sin: Tensor<B, 5>,
+    /// [1, 1, time, past + time]: true where query i (at position past + i) must not see key j.
+    mask: Tensor<B, 4, Bool>,
+}
+
 impl<B: Backend> SelfAttention<B> {
-    /// GLM RoPE: the first half of each head rotates, in interleaved pairs (x[2i], x[2i+1]),
-    /// with theta_i = base^(-2i / rot); the second half passes through.
-    fn rope(&self, x: Tensor<B, 4>, offset: usize) -> Tensor<B, 4> {
-        let [batch, heads, time, dim] = x.dims();
-        let rot = dim / 2;
-        let device = x.device();
+    /// GLM RoPE angles for `time` positions from `past`: theta_i = base^(-2i / rot) over the
+    /// rotated half (rot = head_dim / 2) of each head.
+    pub fn positions(&self, time: usize, past: usize, device: &B::Device) -> Positions<B> {
+        let rot = self.head_dim / 2;
         let mut cos = Vec::with_capacity(time * rot / 2);
         let mut sin = Vec::with_capacity(time * rot / 2);
         for t in 0..time {
             for i in 0..rot / 2 {
                 let theta = self.rope_base.powf(-((2 * i) as f64) / rot as f64);
-                let angle = (offset + t) as f64 * theta;
+                let angle = (past + t) as f64 * theta;
                 cos.push(angle.cos() as f32);
                 sin.push(angle.sin() as f32);
             }
         }
         let shape = [1, 1, time, rot / 2, 1];
-        let cos = Tensor::<B, 5>::from_data(TensorData::new(cos, shape), &device).cast(x.dtype());
-        let sin = Tensor::<B, 5>::from_data(TensorData::new(sin, shape), &device).cast(x.dtype());
+        let total = past + time;
+        let rows = Tensor::<B, 1, Int>::arange(past as i64..total as i64, device)
+            .reshape([time, 1])
+            .expand([time, total]);
+        let cols = Tensor::<B, 1, Int>::arange(0..total as i64, device)
+            .reshape([1, total])
+            .expand([time, total]);
+        Positions {
+            cos: Tensor::from_data(TensorData::new(cos, shape), device),
+            sin: Tensor::from_data(TensorData::new(sin, shape), device),
+            mask: cols.greater(rows).reshape([1, 1, time, total]),
+        }
+    }
+
+    /// GLM RoPE: the first half of each head rotates, in interleaved pairs (x[2i], x[2i+1]);
+    /// the second half passes through.
+    fn rope(&self, x: Tensor<B, 4>, p: &Positions<B>) -> Tensor<B, 4> {
+        let [batch, heads, time, dim] = x.dims();
+        let rot = dim / 2;
+        let cos = p.cos.clone().cast(x.dtype());
+        let sin = p.sin.clone().cast(x.dtype());
         let rotated = x
             .clone()
             .narrow(3, 0, rot)
@@ -147,7 +174,12 @@ impl<B: Backend> SelfAttention<B> {
         Tensor::cat(vec![out, x.narrow(3, rot, dim - rot)], 3)
     }
 
-    fn forward(&self, x: Tensor<B, 3>, cache: Option<&mut LayerCache<B>>) -> Tensor<B, 3> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        positions: &Positions<B>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
         let [batch, time, _] = x.dims();
         let (h, g, d) = (self.heads, self.groups, self.head_dim);
         let qkv = self.query_key_value.forward(x);
@@ -157,19 +189,18 @@ impl<B: Backend> SelfAttention<B> {
                 .reshape([batch, time, n, d])
                 .swap_dims(1, 2)
         };
-        let past = cache.as_ref().map_or(0, |c| c.key.dims()[2]);
-        let q = self.rope(split(0, h), past);
-        let mut k = self.rope(split(h, g), past);
+        let q = self.rope(split(0, h), positions);
+        let mut k = self.rope(split(h, g), positions);
         let mut v = split(h + g, g);
         if let Some(cache) = cache {
-            if past > 0 {
+            if cache.key.dims()[2] > 0 {
                 k = Tensor::cat(vec![cache.key.clone(), k], 2);
                 v = Tensor::cat(vec![cache.value.clone(), v], 2);
             }
             cache.key = k.clone();
             cache.value = v.clone();
         }
-        let total = past + time;
+        let total = k.dims()[2];
         // Each KV group serves h / g consecutive query heads.
         let expand = |t: Tensor<B, 4>| {
             t.unsqueeze_dim::<5>(2)
@@ -179,21 +210,11 @@ impl<B: Backend> SelfAttention<B> {
         let (k, v) = (expand(k), expand(v));
         let dtype = q.dtype();
         let scores = q.matmul(k.swap_dims(2, 3)).cast(burn::tensor::DType::F32) / (d as f64).sqrt();
-        let mask = causal_mask::<B>(time, past, &scores.device());
-        let scores = scores.mask_fill(mask, f32::NEG_INFINITY);
+        let scores = scores.mask_fill(positions.mask.clone(), f32::NEG_INFINITY);
         let context = softmax(scores, 3).cast(dtype).matmul(v);
         self.dense
             .forward(context.swap_dims(1, 2).reshape([batch, time, h * d]))
     }
-}
-
-/// true where query i (at position past + i) must not see key j.
-fn causal_mask<B: Backend>(time: usize, past: usize, device: &B::Device) -> Tensor<B, 4, Bool> {
-    let total = past + time;
-    let data: Vec<bool> = (0..time)
-        .flat_map(|i| (0..total).map(move |j| j > past + i))
-        .collect();
-    Tensor::from_data(TensorData::new(data, [1, 1, time, total]), device)
 }
 
 #[derive(Module, Debug)]
@@ -221,11 +242,16 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn forward(&self, x: Tensor<B, 3>, cache: Option<&mut LayerCache<B>>) -> Tensor<B, 3> {
+    fn forward(
+        &self,
+        x: Tensor<B, 3>,
+        positions: &Positions<B>,
+        cache: Option<&mut LayerCache<B>>,
+    ) -> Tensor<B, 3> {
         let x = x.clone()
             + self
                 .self_attention
-                .forward(self.input_layernorm.forward(x), cache);
+                .forward(self.input_layernorm.forward(x), positions, cache);
         x.clone() + self.mlp.forward(self.post_attention_layernorm.forward(x))
     }
 }
@@ -286,7 +312,16 @@ impl<B: Backend> ChatGlmModel<B> {
         let mut x = table
             .select(0, ids.reshape([batch * time]))
             .reshape([batch, time, hidden]);
-        for (index, layer) in self.transformer.encoder.layers.iter().enumerate() {
+        let past = cache
+            .as_ref()
+            .and_then(|c| c.first())
+            .map_or(0, |c| c.key.dims()[2]);
+        let layers = &self.transformer.encoder.layers;
+        let positions = match layers.first() {
+            Some(layer) => layer.self_attention.positions(time, past, &x.device()),
+            None => return self.head(x),
+        };
+        for (index, layer) in layers.iter().enumerate() {
             let layer_cache = cache.as_mut().map(|c| {
                 if c.len() <= index {
                     let empty = Tensor::zeros([batch, 1, 0, 1], &x.device());
@@ -297,8 +332,13 @@ impl<B: Backend> ChatGlmModel<B> {
                 }
                 &mut c[index]
             });
-            x = layer.forward(x, layer_cache);
+            x = layer.forward(x, &positions, layer_cache);
         }
+        self.head(x)
+    }
+
+    /// Final norm and output layer: hidden states -> fp32 logits.
+    fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.transformer.encoder.final_layernorm.forward(x);
         self.transformer
             .output_layer

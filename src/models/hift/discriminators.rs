@@ -96,6 +96,9 @@ pub struct ResolutionDiscriminator<B: Backend> {
     pub n_fft: usize,
     pub hop: usize,
     pub win: usize,
+    /// The windowed DFT rows [2 * bins, 1, n_fft], kept on the device (a constant, not a
+    /// parameter): built once, not uploaded on every forward.
+    pub basis: Tensor<B, 3>,
 }
 
 impl<B: Backend> ResolutionDiscriminator<B> {
@@ -152,6 +155,10 @@ impl<B: Backend> ResolutionDiscriminator<B> {
             n_fft,
             hop,
             win,
+            basis: Tensor::from_data(
+                TensorData::new(dft_basis(n_fft, win), [2 * (n_fft / 2 + 1), 1, n_fft]),
+                &b.device,
+            ),
         })
     }
 
@@ -160,15 +167,10 @@ impl<B: Backend> ResolutionDiscriminator<B> {
     fn spectrogram(&self, wave: Tensor<B, 2>) -> Tensor<B, 4> {
         let [batch, _] = wave.dims();
         let bins = self.n_fft / 2 + 1;
-        let device = wave.device();
-        let basis = Tensor::<B, 3>::from_data(
-            TensorData::new(dft_basis(self.n_fft, self.win), [2 * bins, 1, self.n_fft]),
-            &device,
-        );
         let pad = (self.n_fft - self.hop) / 2;
         let spec = conv1d(
             pad_reflect(wave.unsqueeze_dim(1), pad, pad),
-            basis,
+            self.basis.clone(),
             None,
             self.hop,
             1,
@@ -229,32 +231,19 @@ impl<B: Backend> Discriminators<B> {
 }
 
 /// Windowed DFT rows (real parts, then imaginary parts) for an `n_fft`-point transform with a
-/// Hann window of `win` samples centred in the frame; computed once per size.
+/// Hann window of `win` samples centred in the frame.
 fn dft_basis(n_fft: usize, win: usize) -> Vec<f32> {
-    use std::collections::HashMap;
-    use std::sync::{Arc, Mutex, OnceLock};
-    static CACHE: OnceLock<Mutex<HashMap<(usize, usize), Arc<Vec<f32>>>>> = OnceLock::new();
-    let cache = CACHE.get_or_init(Default::default);
-    let basis = cache
-        .lock()
-        .expect("the basis cache is never poisoned")
-        .entry((n_fft, win))
-        .or_insert_with(|| {
-            let bins = n_fft / 2 + 1;
-            let offset = (n_fft - win) / 2;
-            let mut basis = vec![0f32; 2 * bins * n_fft];
-            for k in 0..bins {
-                for n in 0..win {
-                    let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / win as f64).cos();
-                    let i = n + offset;
-                    let angle =
-                        2.0 * std::f64::consts::PI * ((k * i) % n_fft) as f64 / n_fft as f64;
-                    basis[k * n_fft + i] = (w * angle.cos()) as f32;
-                    basis[(bins + k) * n_fft + i] = (-w * angle.sin()) as f32;
-                }
-            }
-            Arc::new(basis)
-        })
-        .clone();
-    basis.as_ref().clone()
+    let bins = n_fft / 2 + 1;
+    let offset = (n_fft - win) / 2;
+    let mut basis = vec![0f32; 2 * bins * n_fft];
+    for k in 0..bins {
+        for n in 0..win {
+            let w = 0.5 - 0.5 * (2.0 * std::f64::consts::PI * n as f64 / win as f64).cos();
+            let i = n + offset;
+            let angle = 2.0 * std::f64::consts::PI * ((k * i) % n_fft) as f64 / n_fft as f64;
+            basis[k * n_fft + i] = (w * angle.cos()) as f32;
+            basis[(bins + k) * n_fft + i] = (-w * angle.sin()) as f32;
+        }
+    }
+    basis
 }
