@@ -12,14 +12,14 @@ use crate::models::decoder::fresh_flow;
 use crate::models::decoder::fresh_hift;
 use crate::models::decoder_config::DecoderModelConfig;
 use crate::models::flow::Flow;
-use crate::models::hift::discriminators::Discriminators;
-use crate::models::layers::Builder;
 use crate::models::params::named_params;
 use crate::recipe::Recipe;
 use crate::rng::Rng;
 use crate::train::flow::flow_loss;
 use crate::train::step::accumulate_and_step;
-use crate::train::vocoder::{gan_batch, Gan, LossMel};
+use crate::train::vocoder::{
+    crop_batch, discriminator_channels, fresh_discriminators, gan_batch, Gan, LossMel,
+};
 
 /// Mel frames of one synthetic utterance for the flow (about 4.6 s at 22.05 kHz / 256).
 pub const FLOW_UTTERANCE_FRAMES: usize = 400;
@@ -111,6 +111,7 @@ pub fn bench_flow<B: AutodiffBackend>(
             |m, _| flow_loss(m, &items, &mut rng, cfg_rate, device),
             part.train.optimizer.lr,
             part.train.clip_grad_norm,
+            false,
         );
         flow = Some(stepped);
         B::sync(device).map_err(|e| format!("the device failed: {e}"))?;
@@ -136,21 +137,14 @@ pub fn bench_flow<B: AutodiffBackend>(
     ))
 }
 
-/// The vocoder's batch: (crops, frames each).
-pub fn vocoder_batch_shape(recipe: &Recipe) -> (usize, usize) {
-    let part = &recipe.decoder.hift;
-    let segment = part.segment_frames.unwrap_or(32);
-    ((part.max_frames_per_batch / segment).max(1), segment)
-}
-
 pub fn vocoder_shape(config: &DecoderModelConfig, recipe: &Recipe) -> serde_json::Value {
     let part = &recipe.decoder.hift;
-    let (crops, segment) = vocoder_batch_shape(recipe);
+    let (crops, segment) = crop_batch(part);
     serde_json::json!({
         "config": config.hift,
         "crops": crops,
         "segment_frames": segment,
-        "discriminator_channels": part.discriminator_channels.unwrap_or(32),
+        "discriminator_channels": discriminator_channels(part),
         "dtype": "fp32",
         "optimizer": part.train.optimizer,
         "clip_grad_norm": part.train.clip_grad_norm,
@@ -165,16 +159,14 @@ pub fn bench_vocoder<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Measurement, String> {
     let part = &recipe.decoder.hift;
-    let (count, segment) = vocoder_batch_shape(recipe);
+    let (count, segment) = crop_batch(part);
     let hop = config.hift.samples_per_frame();
     let mut rng = Rng::for_step(s.seed, 0x40C, 0);
     let data = synthetic_utterances(count, 2 * segment, 12.5, 16, &mut rng);
     let items: Vec<&Utterance> = data.iter().collect();
     let watch = Watch::start(gpu);
     let hift = fresh_hift::<B>(config, s.seed, device).model;
-    let channels = part.discriminator_channels.unwrap_or(32);
-    let disc = Discriminators::new(&Builder::random(s.seed ^ 0xD15C, device), channels)
-        .expect("random weights cannot be missing");
+    let disc = fresh_discriminators::<B>(s.seed, discriminator_channels(part), device).model;
     let o = &part.train.optimizer;
     let mut gan = Some(Gan::new(
         hift,

@@ -54,6 +54,7 @@ fn random_batch<B: AutodiffBackend>(
 }
 
 /// Runs `s.warmup + s.steps` steps; times the last `s.steps`.
+#[allow(clippy::too_many_arguments)]
 pub fn bench_lm<B: AutodiffBackend>(
     c: &Glm4Config,
     lm: &LmConfig,
@@ -89,6 +90,7 @@ pub fn bench_lm<B: AutodiffBackend>(
             |m, _| causal_lm_loss(m.forward(ids.clone()), labels.clone()),
             lm.train.optimizer.lr,
             lm.train.clip_grad_norm,
+            false,
         );
         model = Some(stepped);
         B::sync(device).map_err(|e| format!("the device failed: {e}"))?;

@@ -197,7 +197,7 @@ fn run(args: BenchArgs, device_flag: Option<DeviceSpec>) -> Result<(), Exit> {
                 );
                 println!(
                     "stage one: {} ({} of {} layers), {:?}, batch {} x {} tokens, activation checkpointing {}",
-                    crate::models::glm4::model::ChatGlmModel::<burn::backend::NdArray>::config_summary(c),
+                    c.summary(),
                     layers,
                     c.num_layers,
                     recipe.lm.finetune,

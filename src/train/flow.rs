@@ -294,7 +294,6 @@ pub fn train_flow<B: AutodiffBackend>(
             let mut rng = Rng::for_step(recipe.seed, FLOW_STREAM, step as u64);
             let lr = learning_rate(&train_cfg.schedule, o.lr, step, total);
             let frames: usize = group.iter().flatten().map(|&i| data.train[i].frames).sum();
-            let poison = nan_steps.contains(&(step + 1));
             let (stepped, outcome) = accumulate_and_step(
                 model,
                 &mut optimizer,
@@ -302,15 +301,11 @@ pub fn train_flow<B: AutodiffBackend>(
                 group.len(),
                 |model, i| {
                     let items: Vec<&Utterance> = group[i].iter().map(|&j| &data.train[j]).collect();
-                    let loss = flow_loss(model, &items, &mut rng, cfg_rate, device);
-                    if poison {
-                        loss * f64::NAN
-                    } else {
-                        loss
-                    }
+                    flow_loss(model, &items, &mut rng, cfg_rate, device)
                 },
                 lr,
                 train_cfg.clip_grad_norm,
+                nan_steps.contains(&(step + 1)),
             );
             model = stepped;
             let (group_loss, norm) = (outcome.loss, outcome.grad_norm);

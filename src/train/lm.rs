@@ -351,7 +351,6 @@ pub fn train_lm<B: AutodiffBackend>(
                 .flatten()
                 .map(|&i| train[i].input_ids.len())
                 .sum();
-            let poison = nan_steps.contains(&(step + 1));
             let (stepped, outcome) = accumulate_and_step(
                 model,
                 &mut optimizer,
@@ -360,15 +359,11 @@ pub fn train_lm<B: AutodiffBackend>(
                 |model, i| {
                     let samples: Vec<&Sample> = group[i].iter().map(|&j| train[j]).collect();
                     let (ids, labels, _) = batch_tensors::<B>(&samples, pad, device);
-                    let loss = causal_lm_loss(model.forward(ids), labels);
-                    if poison {
-                        loss * f64::NAN
-                    } else {
-                        loss
-                    }
+                    causal_lm_loss(model.forward(ids), labels)
                 },
                 lr,
                 train_cfg.clip_grad_norm,
+                nan_steps.contains(&(step + 1)),
             );
             model = stepped;
             let (group_loss, norm) = (outcome.loss, outcome.grad_norm);

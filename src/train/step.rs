@@ -23,7 +23,8 @@ pub struct StepOutcome {
 
 /// Accumulates the gradients of `loss_of(model, i)` for `i in 0..micro_batches` (each loss
 /// divided by `micro_batches`), clips them to `clip_norm` and steps `optimizer` at `lr`.
-/// Stops at the first non-finite loss.
+/// Stops at the first non-finite loss. `poison` (a test hook) makes every loss NaN.
+#[allow(clippy::too_many_arguments)]
 pub fn accumulate_and_step<B, M, O>(
     model: M,
     optimizer: &mut O,
@@ -32,6 +33,7 @@ pub fn accumulate_and_step<B, M, O>(
     mut loss_of: impl FnMut(&M, usize) -> Tensor<B, 1>,
     lr: f64,
     clip_norm: Option<f64>,
+    poison: bool,
 ) -> (M, StepOutcome)
 where
     B: AutodiffBackend,
@@ -42,7 +44,10 @@ where
     let mut loss = 0.0;
     let mut finite = true;
     for i in 0..micro_batches {
-        let micro = loss_of(&model, i) / micro_batches as f64;
+        let mut micro = loss_of(&model, i) / micro_batches as f64;
+        if poison {
+            micro = micro * f64::NAN;
+        }
         let value: f64 = micro.clone().into_scalar().elem();
         if !value.is_finite() {
             finite = false;

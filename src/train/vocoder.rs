@@ -41,7 +41,7 @@ use crate::models::layers::{conv1d, pad_reflect, Builder};
 use crate::models::params::{named_params, NamedParam};
 use crate::models::to_host_f32;
 use crate::progress;
-use crate::recipe::Recipe;
+use crate::recipe::{DecoderPartConfig, Recipe};
 use crate::rng::Rng;
 
 pub const VOCODER_STREAM: u64 = 2;
@@ -242,6 +242,31 @@ fn tpr_loss<B: Backend>(real: &[Judgement<B>], fake: &[Judgement<B>]) -> Tensor<
         });
     }
     total.expect("at least one discriminator")
+}
+
+/// A vocoder step's batch: (crops, mel frames per crop).
+pub fn crop_batch(part: &DecoderPartConfig) -> (usize, usize) {
+    let segment = part.segment_frames.unwrap_or(32);
+    ((part.max_frames_per_batch / segment).max(1), segment)
+}
+
+/// The discriminators' base width (32: the published sizes).
+pub fn discriminator_channels(part: &DecoderPartConfig) -> usize {
+    part.discriminator_channels.unwrap_or(32)
+}
+
+/// Fresh discriminators of a run seeded with `seed`.
+pub fn fresh_discriminators<B: Backend>(
+    seed: u64,
+    channels: usize,
+    device: &B::Device,
+) -> Named<Discriminators<B>> {
+    let b = Builder::random(seed ^ 0xD15C, device);
+    let model = Discriminators::new(&b, channels).expect("random weights cannot be missing");
+    Named {
+        model,
+        names: b.into_names(),
+    }
 }
 
 /// One step's crops on the device: mel [b, 80, s], waveform [b, s * hop], F0 target [b, s].
@@ -481,8 +506,7 @@ pub fn train_vocoder<B: AutodiffBackend>(
     }
     let c = &config.hift;
     let hop = c.samples_per_frame();
-    let segment = part.segment_frames.unwrap_or(32);
-    let batch_size = (part.max_frames_per_batch / segment).max(1);
+    let (batch_size, segment) = crop_batch(part);
     let batches_per_epoch = data.train.len().div_ceil(batch_size);
     let total = total_steps(train_cfg, batches_per_epoch);
     let (checkpoints, from) = starting_point(stage_dir, part, resume)?;
@@ -490,20 +514,13 @@ pub fn train_vocoder<B: AutodiffBackend>(
     let mut opt_g: Adam<Hift<B>, B> = super::adamw(o).init();
     let mut opt_d: Adam<Discriminators<B>, B> = super::adamw(o).init();
     let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    let channels = part.discriminator_channels.unwrap_or(32);
+    let channels = discriminator_channels(part);
     let mut state = PartState::default();
     let (generator, discriminators) = match &from {
-        None => {
-            let b = Builder::random(recipe.seed ^ 0xD15C, device);
-            let d = Discriminators::new(&b, channels).expect("random weights cannot be missing");
-            (
-                fresh_hift::<B>(config, recipe.seed, device),
-                Named {
-                    model: d,
-                    names: b.into_names(),
-                },
-            )
-        }
+        None => (
+            fresh_hift::<B>(config, recipe.seed, device),
+            fresh_discriminators::<B>(recipe.seed, channels, device),
+        ),
         Some(dir) => {
             check_resumable(
                 recipe,

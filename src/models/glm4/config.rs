@@ -99,6 +99,17 @@ impl Glm4Config {
         }
     }
 
+    /// "40 layers, hidden 4096, 32 heads / 2 KV groups".
+    pub fn summary(&self) -> String {
+        format!(
+            "{} layers, hidden {}, {} heads / {} KV groups",
+            self.num_layers,
+            self.hidden_size,
+            self.num_attention_heads,
+            self.kv_groups()
+        )
+    }
+
     /// Output width of the fused `query_key_value` projection.
     pub fn qkv_size(&self) -> usize {
         (self.num_attention_heads + 2 * self.kv_groups()) * self.kv_channels

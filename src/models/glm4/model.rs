@@ -9,7 +9,6 @@ use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
-use super::config::Glm4Config;
 use crate::models::params::named_param;
 
 /// A LoRA adapter on one linear layer: `y += (alpha / r) * dropout(x) A^T B^T`. A is [r, in]
@@ -344,16 +343,6 @@ impl<B: Backend> ChatGlmModel<B> {
             .output_layer
             .forward(x)
             .cast(burn::tensor::DType::F32)
-    }
-
-    pub fn config_summary(config: &Glm4Config) -> String {
-        format!(
-            "{} layers, hidden {}, {} heads / {} KV groups",
-            config.num_layers,
-            config.hidden_size,
-            config.num_attention_heads,
-            config.kv_groups()
-        )
     }
 }
 
