@@ -10,7 +10,8 @@ use crate::recipe::reader::FromNode;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeviceSpec {
-    /// CUDA if compiled in and usable, else CPU.
+    /// CUDA if compiled in and usable, else a wgpu adapter that is a real GPU, else CPU (a
+    /// CPU-emulated wgpu adapter such as Mesa's lavapipe is never chosen over burn-ndarray).
     Auto,
     Cpu,
     Wgpu(Option<usize>),
@@ -211,10 +212,11 @@ pub fn catch_crash<T>(
 }
 
 /// Checks that `device` can run here: compiled in, hardware present (a tiny tensor round trip),
-/// dtype supported. `Auto` resolves to CUDA when usable, else CPU.
+/// dtype supported. `Auto` resolves to CUDA when usable, else to wgpu on a real GPU, else CPU.
 pub fn resolve(device: DeviceSpec, dtype: Dtype) -> Result<(DeviceSpec, Dtype), BackendError> {
     let device = match device {
         DeviceSpec::Auto if probe(DeviceSpec::Cuda(0)).is_ok() => DeviceSpec::Cuda(0),
+        DeviceSpec::Auto if auto_wgpu_is_a_gpu() => DeviceSpec::Wgpu(None),
         DeviceSpec::Auto => DeviceSpec::Cpu,
         other => other,
     };
@@ -249,24 +251,102 @@ fn probe_cpu() -> Result<(), BackendError> {
     Err(not_compiled(DeviceSpec::Cpu, "cpu"))
 }
 
+/// The adapter behind a wgpu device.
+#[derive(Clone, Debug)]
+pub struct WgpuAdapter {
+    pub name: String,
+    pub driver: String,
+    /// The graphics API wgpu drives it through (Vulkan, Metal, Dx12, Gl).
+    pub api: String,
+    /// A software rasterizer on the CPU (Mesa's lavapipe/llvmpipe, WARP, SwiftShader).
+    pub cpu_emulated: bool,
+}
+
+/// Sets up the wgpu device `index` (`None`: wgpu's default adapter) once per process and
+/// describes its adapter. The setup must come before any tensor touches the device (cubecl
+/// registers one server per device).
+#[cfg(feature = "wgpu")]
+pub fn wgpu_adapter(index: Option<usize>) -> Result<WgpuAdapter, String> {
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+    static ADAPTERS: Mutex<BTreeMap<Option<usize>, Result<WgpuAdapter, String>>> =
+        Mutex::new(BTreeMap::new());
+    let mut adapters = ADAPTERS.lock().unwrap_or_else(|e| e.into_inner());
+    adapters
+        .entry(index)
+        .or_insert_with(|| set_up_wgpu(index))
+        .clone()
+}
+
+#[cfg(not(feature = "wgpu"))]
+pub fn wgpu_adapter(index: Option<usize>) -> Result<WgpuAdapter, String> {
+    Err(not_compiled(DeviceSpec::Wgpu(index), "wgpu").to_string())
+}
+
+/// A tiny fp32 tensor whose dtype is given explicitly: burn 0.21 keeps one default float dtype
+/// per device and process, set by the first tensor created with the default, so a probe
+/// created with the default would pin fp32 and turn a later fp16/bf16 model into fp32.
+#[allow(dead_code)]
+fn probe_tensor<B: burn::tensor::backend::Backend>(
+    device: &B::Device,
+) -> burn::tensor::Tensor<B, 1> {
+    burn::tensor::Tensor::from_data(
+        burn::tensor::TensorData::from([1.0f32; 4]),
+        (device, burn::tensor::DType::F32),
+    )
+}
+
+#[cfg(feature = "wgpu")]
+fn set_up_wgpu(index: Option<usize>) -> Result<WgpuAdapter, String> {
+    use burn::backend::wgpu::graphics::AutoGraphicsApi;
+    use burn::backend::wgpu::{init_setup, Wgpu, WgpuDevice};
+    let device = index.map_or(WgpuDevice::DefaultDevice, WgpuDevice::DiscreteGpu);
+    let mut found = None;
+    catch_probe(std::panic::AssertUnwindSafe(|| {
+        let setup = init_setup::<AutoGraphicsApi>(&device, Default::default());
+        let info = setup.adapter.get_info();
+        found = Some(WgpuAdapter {
+            name: info.name.clone(),
+            driver: format!("{} {}", info.driver, info.driver_info)
+                .trim()
+                .to_string(),
+            api: format!("{:?}", info.backend),
+            cpu_emulated: info.device_type == wgpu::DeviceType::Cpu,
+        });
+        let _ = probe_tensor::<Wgpu>(&device).sum().into_scalar();
+    }))?;
+    found.ok_or_else(|| "the wgpu setup returned no adapter".into())
+}
+
+/// Checks a wgpu device chosen by the user; says once per process when its adapter is a CPU
+/// emulation.
 #[cfg(feature = "wgpu")]
 fn probe_wgpu(index: Option<usize>) -> Result<(), BackendError> {
-    use burn::backend::wgpu::{Wgpu, WgpuDevice};
-    use burn::tensor::Tensor;
-    let device = match index {
-        None => WgpuDevice::DefaultDevice,
-        Some(i) => WgpuDevice::DiscreteGpu(i),
-    };
-    catch_probe(move || {
-        let t = Tensor::<Wgpu, 1>::ones([4], &device);
-        let _ = t.sum().into_scalar();
-    })
-    .map_err(|reason| BackendError::Unavailable {
-        device: DeviceSpec::Wgpu(index),
-        reason: format!(
-            "no usable wgpu adapter (Vulkan, Metal, DX12 or GL) was found (backend said: {reason})"
-        ),
-    })
+    static SAID: std::sync::Once = std::sync::Once::new();
+    wgpu_adapter(index)
+        .map(|adapter| {
+            if adapter.cpu_emulated {
+                SAID.call_once(|| {
+                    tracing::warn!(
+                        "wgpu adapter `{}` ({}, {}) is a CPU emulation, not a GPU: it runs the GPU kernels on the CPU, much slower than `--device cpu`; it is meant for testing GPU code paths",
+                        adapter.name,
+                        adapter.api,
+                        adapter.driver
+                    )
+                });
+            }
+        })
+        .map_err(|reason| BackendError::Unavailable {
+            device: DeviceSpec::Wgpu(index),
+            reason: format!(
+                "no usable wgpu adapter (Vulkan, Metal, DX12 or GL) was found (backend said: {reason})"
+            ),
+        })
+}
+
+/// Whether `device: auto` may use wgpu: its default adapter works and is a real GPU.
+fn auto_wgpu_is_a_gpu() -> bool {
+    cfg!(feature = "wgpu") && wgpu_adapter(None).is_ok_and(|a| !a.cpu_emulated)
 }
 
 #[cfg(not(feature = "wgpu"))]
@@ -277,7 +357,6 @@ fn probe_wgpu(index: Option<usize>) -> Result<(), BackendError> {
 #[cfg(feature = "cuda")]
 fn probe_cuda(index: usize) -> Result<(), BackendError> {
     use burn::backend::cuda::{Cuda, CudaDevice};
-    use burn::tensor::Tensor;
     if cfg!(target_os = "linux") && !std::path::Path::new("/proc/driver/nvidia/version").exists() {
         return Err(BackendError::Unavailable {
             device: DeviceSpec::Cuda(index),
@@ -286,8 +365,7 @@ fn probe_cuda(index: usize) -> Result<(), BackendError> {
     }
     catch_probe(move || {
         let device = CudaDevice::new(index);
-        let t = Tensor::<Cuda, 1>::ones([4], &device);
-        let _ = t.sum().into_scalar();
+        let _ = probe_tensor::<Cuda>(&device).sum().into_scalar();
     })
     .map_err(|reason| BackendError::Unavailable {
         device: DeviceSpec::Cuda(index),

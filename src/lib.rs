@@ -11,6 +11,7 @@ pub mod commands;
 pub mod data;
 pub mod eval;
 pub mod logfile;
+pub mod logging;
 pub mod models;
 pub mod package;
 pub mod pipeline;

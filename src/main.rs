@@ -43,7 +43,8 @@ struct Cli {
     /// Log format on stderr.
     #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
-    /// Log level filter (error, warn, info, debug, trace, or a RUST_LOG-style directive).
+    /// Log level filter (error, warn, info, debug, trace, or a RUST_LOG-style directive). Below
+    /// `debug`, the GPU stack's crates (cubecl, wgpu, naga, burn) log warnings only.
     #[arg(long, default_value = "info", global = true)]
     log_level: String,
     #[command(subcommand)]
@@ -98,7 +99,9 @@ fn init_logging(format: LogFormat, level: &str) {
     use tracing_subscriber::util::SubscriberInitExt;
     use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+        .or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(arp_train::logging::filter_directives(level))
+        })
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let stderr = match format {
@@ -109,10 +112,13 @@ fn init_logging(format: LogFormat, level: &str) {
         .with_ansi(false)
         .with_target(false)
         .with_writer(|| arp_train::logfile::Writer);
+    // The level filter applies to what is shown; the autotune counter sees cubecl's tuner
+    // events whatever the level.
     tracing_subscriber::registry()
-        .with(filter)
-        .with(stderr)
-        .with(file)
+        .with(stderr.and_then(file).with_filter(filter))
+        .with(
+            arp_train::logging::AutotuneCounter.with_filter(arp_train::logging::autotune_events()),
+        )
         .init();
 }
 

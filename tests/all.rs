@@ -19,3 +19,4 @@ mod samples;
 mod speech_tokenizer;
 mod train_decoder;
 mod train_lm;
+mod wgpu_backend;

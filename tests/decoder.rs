@@ -12,6 +12,7 @@ use arp_train::models::hift::Hift;
 use arp_train::models::layers::Builder;
 use arp_train::models::to_host_f32;
 use burn::backend::NdArray;
+use burn::tensor::backend::Backend;
 use burn::tensor::{Int, Tensor, TensorData};
 
 use crate::common::repo;
@@ -41,9 +42,9 @@ impl Reference {
     fn f32(&self, name: &str) -> Vec<f32> {
         self.0.f32(name, &self.shape(name)).unwrap()
     }
-    fn t<const D: usize>(&self, name: &str) -> Tensor<B, D> {
+    fn t<Bk: Backend, const D: usize>(&self, name: &str, device: &Bk::Device) -> Tensor<Bk, D> {
         let shape: [usize; D] = self.shape(name).try_into().unwrap();
-        Tensor::from_data(TensorData::new(self.f32(name), shape), &Default::default())
+        Tensor::from_data(TensorData::new(self.f32(name), shape), device)
     }
     fn ints(&self, name: &str) -> Vec<i64> {
         let st = safetensors::SafeTensors::deserialize(&self.1).unwrap();
@@ -66,24 +67,25 @@ fn relative_error(rust: &[f32], reference: &[f32]) -> f64 {
     worst / scale
 }
 
-fn check(label: &str, rust: Vec<f32>, reference: Vec<f32>) {
+/// Checks one output within `tol` relative error; returns (label, error).
+fn check(label: &str, rust: Vec<f32>, reference: Vec<f32>, tol: f64) -> (String, f64) {
     let err = relative_error(&rust, &reference);
     println!("{label}: relative error {err:.2e}");
-    assert!(err < 1e-4, "{label}: relative error {err:.3e} >= 1e-4");
+    assert!(err < tol, "{label}: relative error {err:.3e} >= {tol:e}");
+    (label.to_string(), err)
 }
 
-fn models() -> (DecoderModelConfig, Flow<B>, Hift<B>) {
+fn models<Bk: Backend>(device: &Bk::Device) -> (DecoderModelConfig, Flow<Bk>, Hift<Bk>) {
     let config = DecoderModelConfig::from_file(&fixture().join("config.yaml")).unwrap();
-    let device = Default::default();
     let flow_store = TensorStore::open(&[fixture().join("flow.safetensors")]).unwrap();
-    let flow = Flow::new(&Builder::<B>::load(&flow_store, &device), &config.flow).unwrap();
+    let flow = Flow::new(&Builder::<Bk>::load(&flow_store, device), &config.flow).unwrap();
     assert!(
         flow_store.unused().is_empty(),
         "unused flow tensors: {:?}",
         flow_store.unused()
     );
     let hift_store = TensorStore::open(&[fixture().join("hift.safetensors")]).unwrap();
-    let hift = Hift::new(&Builder::<B>::load(&hift_store, &device), &config.hift).unwrap();
+    let hift = Hift::new(&Builder::<Bk>::load(&hift_store, device), &config.hift).unwrap();
     assert!(
         hift_store.unused().is_empty(),
         "unused hift tensors: {:?}",
@@ -94,10 +96,24 @@ fn models() -> (DecoderModelConfig, Flow<B>, Hift<B>) {
 
 #[test]
 fn flow_matches_the_pytorch_reference() {
+    flow_parity_on::<B>(1e-4, &Default::default());
+}
+
+#[test]
+fn hift_matches_the_pytorch_reference() {
+    hift_parity_on::<B>(1e-4, &Default::default());
+}
+
+/// The flow's reference checks on backend `B` (encoder, regulator, estimator on a padded
+/// batch, loss, Euler solve), each within `tol` relative error: (label, error) of each.
+pub fn flow_parity_on<Bk: Backend>(tol: f64, device: &Bk::Device) -> Vec<(String, f64)> {
     let r = Reference::load();
-    let (_, flow, _) = models();
-    let device = Default::default();
-    let tokens = Tensor::<B, 2, Int>::from_data(TensorData::new(r.ints("tokens"), [2, 8]), &device);
+    let (_, flow, _) = models::<Bk>(device);
+    let mut errors = Vec::new();
+    let mut check = |label: &str, rust: Vec<f32>, reference: Vec<f32>| {
+        errors.push(check(label, rust, reference, tol));
+    };
+    let tokens = Tensor::<Bk, 2, Int>::from_data(TensorData::new(r.ints("tokens"), [2, 8]), device);
     let token_lengths: Vec<usize> = r.ints("token_lens").iter().map(|&n| n as usize).collect();
     let mel_lengths: Vec<usize> = r.ints("mel_lens").iter().map(|&n| n as usize).collect();
     let (h, mu) = flow.encode(tokens, &token_lengths, &mel_lengths);
@@ -108,19 +124,24 @@ fn flow_matches_the_pytorch_reference() {
         r.f32("mu"),
     );
 
-    let spks = flow.zero_speaker(2, &device);
+    let spks = flow.zero_speaker(2, device);
     check(
         "zero speaker term",
         to_host_f32(spks.clone()),
         r.f32("spks"),
     );
     let est = flow.estimator.forward(
-        r.t("est_x"),
-        r.t("est_mask"),
+        r.t::<Bk, 3>("est_x", device),
+        r.t::<Bk, 3>("est_mask", device),
         mu.clone(),
-        r.t("est_t"),
+        r.t::<Bk, 1>("est_t", device),
         spks.clone(),
-        r.t("est_cond"),
+        r.t::<Bk, 3>("est_cond", device),
+    );
+    assert_eq!(
+        est.dtype(),
+        <Bk::FloatElem as burn::tensor::Element>::dtype(),
+        "computed in the backend's float type"
     );
     check(
         "estimator (padded batch)",
@@ -130,19 +151,19 @@ fn flow_matches_the_pytorch_reference() {
 
     let keep: Vec<bool> = r.ints("keep").iter().map(|&k| k != 0).collect();
     let loss = flow.cfm_loss(
-        r.t("x1"),
-        r.t("est_mask"),
+        r.t::<Bk, 3>("x1", device),
+        r.t::<Bk, 3>("est_mask", device),
         mu,
         spks,
-        r.t("est_cond"),
+        r.t::<Bk, 3>("est_cond", device),
         &r.f32("t_raw"),
-        r.t("z"),
+        r.t::<Bk, 3>("z", device),
         &keep,
     );
     check("flow-matching loss", to_host_f32(loss), r.f32("flow_loss"));
 
     let tokens =
-        Tensor::<B, 2, Int>::from_data(TensorData::new(r.ints("solve_tokens"), [1, 6]), &device);
+        Tensor::<Bk, 2, Int>::from_data(TensorData::new(r.ints("solve_tokens"), [1, 6]), device);
     let (_, mu1) = flow.encode(tokens, &[6], &[40]);
     check(
         "mu for the Euler solve",
@@ -151,10 +172,10 @@ fn flow_matches_the_pytorch_reference() {
     );
     let out = flow.solve(
         mu1,
-        Tensor::ones([1, 1, 40], &device),
-        flow.zero_speaker(1, &device),
-        Tensor::zeros([1, 80, 40], &device),
-        r.t("solve_z"),
+        Tensor::ones([1, 1, 40], device),
+        flow.zero_speaker(1, device),
+        Tensor::zeros([1, 80, 40], device),
+        r.t::<Bk, 3>("solve_z", device),
         3,
     );
     check(
@@ -162,14 +183,19 @@ fn flow_matches_the_pytorch_reference() {
         to_host_f32(out),
         r.f32("solve_out"),
     );
+    errors
 }
 
-#[test]
-fn hift_matches_the_pytorch_reference() {
+/// HiFT's reference checks on backend `B` (F0 predictor, harmonic source, waveform), each
+/// within `tol` relative error.
+pub fn hift_parity_on<Bk: Backend>(tol: f64, device: &Bk::Device) -> Vec<(String, f64)> {
     let r = Reference::load();
-    let (config, _, hift) = models();
-    let device = Default::default();
-    let mel: Tensor<B, 3> = r.t("hift_mel");
+    let (config, _, hift) = models::<Bk>(device);
+    let mut errors = Vec::new();
+    let mut check = |label: &str, rust: Vec<f32>, reference: Vec<f32>| {
+        errors.push(check(label, rust, reference, tol));
+    };
+    let mel: Tensor<Bk, 3> = r.t::<Bk, 3>("hift_mel", device);
     check(
         "F0 predictor",
         to_host_f32(hift.f0_predictor.forward(mel.clone())),
@@ -184,7 +210,7 @@ fn hift_matches_the_pytorch_reference() {
     };
     let samples = f0.len() * 256;
     let waves = harmonic_waves(&f0, 256, &config.hift, &draws);
-    let waves = Tensor::<B, 3>::from_data(TensorData::new(waves, [1, 9, samples]), &device);
+    let waves = Tensor::<Bk, 3>::from_data(TensorData::new(waves, [1, 9, samples]), device);
     let source = hift.source(waves);
     check(
         "harmonic source",
@@ -196,6 +222,7 @@ fn hift_matches_the_pytorch_reference() {
         to_host_f32(hift.decode(mel, source)),
         r.f32("hift_wave"),
     );
+    errors
 }
 
 #[test]
@@ -239,7 +266,7 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
     // hift.pt files come with weight_g/weight_v (old torch), parametrizations.weight.original0/1
     // (new torch) or plain folded weights: all three give the same waveform.
     let r = Reference::load();
-    let (config, _, hift) = models();
+    let (config, _, hift) = models::<B>(&Default::default());
     let device = Default::default();
     let original = std::fs::read(fixture().join("hift.safetensors")).unwrap();
     let st = safetensors::SafeTensors::deserialize(&original).unwrap();
@@ -311,7 +338,7 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
         let store = TensorStore::open(&[path]).unwrap();
         variants.push(Hift::new(&Builder::<B>::load(&store, &device), &config.hift).unwrap());
     }
-    let mel: Tensor<B, 3> = r.t("hift_mel");
+    let mel: Tensor<B, 3> = r.t::<B, 3>("hift_mel", &Default::default());
     let expected = to_host_f32(hift.f0_predictor.forward(mel.clone()));
     for variant in variants {
         let got = to_host_f32(variant.f0_predictor.forward(mel.clone()));
@@ -320,6 +347,7 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
             "F0 predictor from another weight-norm layout",
             got,
             r.f32("f0_pred"),
+            1e-4,
         );
     }
 }

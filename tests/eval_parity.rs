@@ -11,6 +11,7 @@ use arp_train::audio::wav;
 use arp_train::eval::quality;
 use arp_train::eval::speaker::{cosine, SpeakerEncoder, DEFAULT_WEIGHTS};
 use burn::backend::NdArray;
+use burn::tensor::backend::Backend;
 use serde_json::Value;
 
 use crate::common::repo;
@@ -30,8 +31,14 @@ fn encoder() -> SpeakerEncoder<NdArray<f32>> {
 
 #[test]
 fn speaker_embeddings_match_resemblyzer() {
+    speaker_parity_on::<NdArray<f32>>(&Default::default());
+}
+
+/// Resemblyzer's embedding of every bundled clip on backend `B`: cosine >= 0.999 and the same
+/// number of partial windows. Returns the lowest cosine.
+pub fn speaker_parity_on<B: Backend>(device: &B::Device) -> f64 {
     let r = reference();
-    let encoder = encoder();
+    let encoder = SpeakerEncoder::<B>::load(&repo().join(DEFAULT_WEIGHTS), device).unwrap();
     let mut worst = 1.0f64;
     for clip in rows(&r, "clips") {
         let path = repo().join(clip["path"].as_str().unwrap());
@@ -57,6 +64,7 @@ fn speaker_embeddings_match_resemblyzer() {
     }
     println!("lowest cosine: {worst:.6}");
     assert!(worst >= 0.999, "lowest cosine {worst}");
+    worst
 }
 
 #[test]

@@ -8,8 +8,10 @@ use arp_train::models::glm4::generation::{generate, Sampling};
 use arp_train::models::glm4::load::{load_adapter, load_model};
 use arp_train::models::glm4::model::causal_lm_loss;
 use arp_train::models::glm4::ChatGlmModel;
+use arp_train::models::to_host_f32;
 use burn::backend::NdArray;
-use burn::tensor::{Int, Tensor, TensorData};
+use burn::tensor::backend::Backend;
+use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use safetensors::SafeTensors;
 
 use crate::common::repo;
@@ -62,32 +64,52 @@ impl Expected {
     }
 }
 
-fn ints(expected: &Expected, name: &str) -> Tensor<B, 2, Int> {
+fn ints<B: Backend>(expected: &Expected, name: &str, device: &B::Device) -> Tensor<B, 2, Int> {
     let (shape, values) = expected.i32(name);
     let values: Vec<i64> = values.into_iter().map(i64::from).collect();
-    Tensor::from_data(
-        TensorData::new(values, [shape[0], shape[1]]),
-        &Default::default(),
-    )
+    Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)
 }
 
-fn check(model: &ChatGlmModel<B>, expected: &Expected, prefix: &str) {
-    let logits = model.forward(ints(expected, "input_ids"));
-    let got = logits.clone().into_data().into_vec::<f32>().unwrap();
+/// How close a backend must come to the reference: logits (relative to the largest), loss
+/// (absolute); greedy tokens are always identical.
+#[derive(Clone, Copy, Debug)]
+pub struct Tolerance {
+    pub logits: f32,
+    pub loss: f64,
+}
+
+pub const FP32: Tolerance = Tolerance {
+    logits: 1e-4,
+    loss: 1e-5,
+};
+
+/// Logits, loss and 8 greedy tokens (KV cache) of `model` against the reference's `prefix`
+/// entries. Returns (logits relative error, loss error).
+fn check<B: Backend>(
+    model: &ChatGlmModel<B>,
+    expected: &Expected,
+    prefix: &str,
+    tol: Tolerance,
+    device: &B::Device,
+) -> (f32, f64) {
+    // The weights are in the backend's float type (the logits are fp32 by design).
+    assert_eq!(
+        model.transformer.output_layer.weight.val().dtype(),
+        <B::FloatElem as burn::tensor::Element>::dtype(),
+        "weights in the backend's float type"
+    );
+    let logits = model.forward(ints::<B>(expected, "input_ids", device));
+    let got = to_host_f32(logits.clone());
     let want = expected.f32(&format!("{prefix}logits"));
     assert_eq!(got.len(), want.len());
-    let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(&want)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0f32, f32::max)
-        / scale;
-    assert!(err <= 1e-4, "{prefix}logits: relative error {err:e}");
-    let loss = causal_lm_loss(logits, ints(expected, "labels")).into_scalar() as f64;
+    let err = relative_error(&got, &want);
+    assert!(err <= tol.logits, "{prefix}logits: relative error {err:e}");
+    let loss: f64 = causal_lm_loss(logits, ints::<B>(expected, "labels", device))
+        .into_scalar()
+        .elem();
     let want_loss = expected.f64(&format!("{prefix}loss"));
     assert!(
-        (loss - want_loss).abs() <= 1e-5,
+        (loss - want_loss).abs() <= tol.loss,
         "{prefix}loss {loss} vs {want_loss}"
     );
     let prompt: Vec<u32> = expected
@@ -96,14 +118,7 @@ fn check(model: &ChatGlmModel<B>, expected: &Expected, prefix: &str) {
         .into_iter()
         .map(|t| t as u32)
         .collect();
-    let greedy = generate(
-        model,
-        &prompt,
-        8,
-        &[],
-        Sampling::Greedy,
-        &Default::default(),
-    );
+    let greedy = generate(model, &prompt, 8, &[], Sampling::Greedy, device);
     let want_greedy: Vec<u32> = expected
         .i32(&format!("{prefix}greedy"))
         .1
@@ -112,13 +127,14 @@ fn check(model: &ChatGlmModel<B>, expected: &Expected, prefix: &str) {
         .collect();
     assert_eq!(greedy, want_greedy, "{prefix}greedy tokens");
     println!("{prefix}: logits relative error {err:e}, loss {loss:.7} (reference {want_loss:.7})");
+    (err, (loss - want_loss).abs())
 }
 
-#[test]
-fn matches_the_reference_with_and_without_lora() {
+/// The reference checks on backend `B`, without and with the PEFT adapter: ((logits error,
+/// loss error) base, the same with LoRA).
+pub fn parity_on<B: Backend>(tol: Tolerance, device: &B::Device) -> [(f32, f64); 2] {
     let expected = Expected::load();
-    let (mut model, config) =
-        load_model::<B>(&fixture().join("model"), &Default::default()).unwrap();
+    let (mut model, config) = load_model::<B>(&fixture().join("model"), device).unwrap();
     assert_eq!(
         (
             config.num_layers,
@@ -127,11 +143,15 @@ fn matches_the_reference_with_and_without_lora() {
         ),
         (2, 2, 600)
     );
-    check(&model, &expected, "");
-    let adapter =
-        load_adapter(&mut model, &fixture().join("adapter"), &Default::default()).unwrap();
+    let base = check(&model, &expected, "", tol, device);
+    let adapter = load_adapter(&mut model, &fixture().join("adapter"), device).unwrap();
     assert_eq!(adapter.r, 4);
-    check(&model, &expected, "lora_");
+    [base, check(&model, &expected, "lora_", tol, device)]
+}
+
+#[test]
+fn matches_the_reference_with_and_without_lora() {
+    parity_on::<B>(FP32, &Default::default());
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -207,7 +227,7 @@ fn relative_error(got: &[f32], want: &[f32]) -> f32 {
 
 fn logits_of(model: &ChatGlmModel<B>, expected: &Expected) -> Vec<f32> {
     model
-        .forward(ints(expected, "input_ids"))
+        .forward(ints::<B>(expected, "input_ids", &Default::default()))
         .into_data()
         .into_vec::<f32>()
         .unwrap()
@@ -455,4 +475,45 @@ fn recipe_finetune_modes_choose_the_trainable_parameters() {
     assert!(!full
         .iter()
         .any(|n| n.contains("layernorm") || n.contains("embedding")));
+}
+
+/// Gradients of the reference loss for the PEFT adapter's LoRA matrices (A and B non-zero) when
+/// only they require grad, as training sets them: (name, values) in module order.
+pub fn lora_gradients_on<A: burn::tensor::backend::AutodiffBackend>(
+    device: &A::Device,
+) -> Vec<(String, Vec<f32>)> {
+    use arp_train::models::params::{set_trainable, PathStack};
+    use burn::module::{ModuleVisitor, Param};
+    let expected = Expected::load();
+    let (mut model, _) = load_model::<A>(&fixture().join("model"), device).unwrap();
+    load_adapter(&mut model, &fixture().join("adapter"), device).unwrap();
+    let model = set_trainable(model, |name| name.contains(".lora."));
+    let logits = model.forward(ints::<A>(&expected, "input_ids", device));
+    let grads = causal_lm_loss(logits, ints::<A>(&expected, "labels", device)).backward();
+    struct Collect<'a, A: burn::tensor::backend::AutodiffBackend>(
+        &'a A::Gradients,
+        PathStack,
+        Vec<(String, Vec<f32>)>,
+    );
+    impl<A: burn::tensor::backend::AutodiffBackend> ModuleVisitor<A> for Collect<'_, A> {
+        fn enter_module(&mut self, name: &str, _: &str) {
+            self.1.enter(name);
+        }
+        fn exit_module(&mut self, _: &str, _: &str) {
+            self.1.exit();
+        }
+        fn visit_float<const D: usize>(&mut self, param: &Param<Tensor<A, D>>) {
+            let name = self.1.name();
+            if name.contains(".lora.") {
+                let grad = param
+                    .val()
+                    .grad(self.0)
+                    .expect("every LoRA matrix has a gradient");
+                self.2.push((name, to_host_f32(grad)));
+            }
+        }
+    }
+    let mut collect = Collect::<A>(&grads, PathStack::default(), Vec::new());
+    burn::module::Module::visit(&model, &mut collect);
+    collect.2
 }

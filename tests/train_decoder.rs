@@ -200,3 +200,46 @@ fn non_finite_decoder_steps_are_skipped_and_too_many_stop_the_run() {
         "the last good state is saved"
     );
 }
+
+#[test]
+fn shape_buckets_move_the_flow_loss_only_slightly() {
+    // Padding is masked out of the loss, but CosyVoice's length regulator stretches tokens over
+    // the padded batch and its GroupNorms normalize over padded frames, as the reference does
+    // for any padded batch: the loss moves a little, by a bounded amount.
+    use arp_train::data::decoder_data::{frame_batches, DecoderData, Utterance};
+    use arp_train::models::decoder::fresh_flow;
+    use arp_train::models::decoder_config::DecoderModelConfig;
+    use arp_train::recipe::{PathCheck, Recipe};
+    use arp_train::rng::Rng;
+    use arp_train::train::flow::flow_loss;
+    use burn::backend::NdArray;
+    type B = NdArray<f32>;
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::common::prepared_tiny_cache(dir.path());
+    let sets = vec![format!("data.cache_dir={}", cache.display())];
+    let recipe = Recipe::load(&repo().join("recipes/tiny.yaml"), &sets, PathCheck::Lenient)
+        .unwrap()
+        .recipe;
+    let data = DecoderData::load(&recipe).unwrap();
+    let config = DecoderModelConfig::from_file(recipe.decoder.config.as_ref().unwrap()).unwrap();
+    let device = Default::default();
+    let flow = fresh_flow::<B>(&config, 7, &device).model;
+    let lengths: Vec<usize> = data.train.iter().map(|u| u.frames).collect();
+    let mut worst = 0.0f64;
+    for (i, batch) in frame_batches(&lengths, 600, 1).iter().enumerate() {
+        let items: Vec<&Utterance> = batch.iter().map(|&j| &data.train[j]).collect();
+        let loss = |buckets: bool| -> f64 {
+            let mut rng = Rng::for_step(3, 1, i as u64);
+            flow_loss(&flow, &items, &mut rng, 0.2, buckets, &device).into_scalar() as f64
+        };
+        let (plain, padded) = (loss(false), loss(true));
+        let gap = (plain - padded).abs() / plain.abs();
+        println!(
+            "flow batch {i}: {} items, loss {plain:.6} unpadded, {padded:.6} in buckets",
+            items.len()
+        );
+        worst = worst.max(gap);
+    }
+    println!("flow loss, shape buckets vs none: worst relative gap {worst:.2e}");
+    assert!(worst < 0.05, "worst relative gap {worst:e}");
+}

@@ -211,3 +211,46 @@ fn earlier_runs_are_protected() {
         "{stderr}"
     );
 }
+
+#[test]
+fn shape_buckets_leave_stage_one_losses_unchanged() {
+    // Rows padded to a bucket (16 x {1, 2, 3, 4, 6, ...} tokens) are masked: the causal mask
+    // keeps real positions from seeing them and their labels are ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::common::prepared_tiny_cache(dir.path());
+    let run = |name: &str, buckets: &str| {
+        let output = dir.path().join(name);
+        let out = train(
+            &output,
+            &cache,
+            &[
+                "--set",
+                "lm.steps=6",
+                "--set",
+                "lm.eval_every=3",
+                "--set",
+                buckets,
+            ],
+            &[],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let metrics = std::fs::read_to_string(output.join("lm/metrics.jsonl")).unwrap();
+        let values: Vec<f64> = metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .flat_map(|v| [v["loss"].as_f64(), v["eval_loss"].as_f64()])
+            .flatten()
+            .collect();
+        values
+    };
+    let plain = run("plain", "shape_buckets=off");
+    let padded = run("padded", "shape_buckets=on");
+    assert_eq!(plain.len(), padded.len());
+    assert_eq!(plain.len(), 6 + 3, "6 losses and 3 eval losses");
+    for (a, b) in plain.iter().zip(&padded) {
+        assert!(
+            (a - b).abs() <= 1e-5 * a.abs(),
+            "losses {plain:?} vs {padded:?}"
+        );
+    }
+}

@@ -102,13 +102,14 @@ pub fn bench_flow<B: AutodiffBackend>(
     let mut optimizer = crate::train::adamw(&part.train.optimizer).init::<B, Flow<B>>();
     let mut flow = Some(flow);
     let cfg_rate = config.flow.cfm.training_cfg_rate;
+    let buckets = recipe.shape_buckets.enabled::<B>(device);
     let (times, losses) = super::timed_steps(s, "bench: decoder flow", |step| {
         let (stepped, outcome) = accumulate_and_step(
             flow.take().expect("the flow is put back every step"),
             &mut optimizer,
             &params,
             1,
-            |m, _| flow_loss(m, &items, &mut rng, cfg_rate, device),
+            |m, _| flow_loss(m, &items, &mut rng, cfg_rate, buckets, device),
             part.train.optimizer.lr,
             part.train.clip_grad_norm,
             false,

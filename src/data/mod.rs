@@ -1,5 +1,6 @@
 //! Data: manifests, the quality scan that decides which utterances are used, and its reports.
 
+pub mod buckets;
 pub mod cache;
 pub mod decoder_data;
 pub mod manifest;

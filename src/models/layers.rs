@@ -305,6 +305,19 @@ impl<B: Backend> Linear<B> {
         })
     }
 
+    /// [`forward`](Self::forward) for a [b, in] batch of vectors, routed around a burn 0.21
+    /// wgpu fusion bug (benches/perf-notes.md, "wgpu"): a one-row 2-D matmul whose input is an
+    /// element-wise result and whose output gets the bias comes out wrong on wgpu; the same row
+    /// as a [1, 1, in] batch is right.
+    pub fn forward_rows(&self, x: Tensor<B, 2>) -> Tensor<B, 2> {
+        let [rows, input] = x.dims();
+        if rows != 1 {
+            return self.forward(x);
+        }
+        let output = self.weight.val().dims()[0];
+        self.forward(x.reshape([1, 1, input])).reshape([1, output])
+    }
+
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let y = x.matmul(self.weight.val().transpose().unsqueeze());
         match &self.bias {

@@ -17,6 +17,7 @@ use crate::train::part::PartReport;
 
 pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<StageRecord, String> {
     let started = Instant::now();
+    let tuned_before = crate::logging::autotuned_shapes();
     let report = match backend::run_on(
         device,
         Dtype::Fp32,
@@ -40,6 +41,9 @@ pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<Stag
     ));
     say(format!("  vocoder (mel L1): {}", curve(&report.vocoder)));
     say(format!("  decoder: {}", report.model_dir.display()));
+    if let Some(line) = crate::logging::autotune_summary(tuned_before) {
+        say(line);
+    }
     let record =
         StageRecord::from_decoder(recipe, &report, stage_dir, started.elapsed().as_secs_f64());
     record.write(stage_dir)?;

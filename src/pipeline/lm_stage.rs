@@ -18,6 +18,7 @@ pub fn run(
     dtype: Dtype,
     resume: &Resume,
 ) -> Result<StageRecord, String> {
+    let tuned_before = crate::logging::autotuned_shapes();
     let report = match backend::run_on(
         device,
         dtype,
@@ -32,6 +33,9 @@ pub fn run(
         Err(e) => return Err(e.to_string()),
     };
     print_report(&report);
+    if let Some(line) = crate::logging::autotune_summary(tuned_before) {
+        say(line);
+    }
     let record = StageRecord::from_lm(recipe, &report, stage_dir);
     record.write(stage_dir)?;
     say(format!(

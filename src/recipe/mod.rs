@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::backend::{DeviceSpec, Dtype};
 use crate::character::Character;
+use crate::data::buckets::ShapeBuckets;
 use crate::yaml_enum;
 use diagnostics::{Diagnostic, Diagnostics, RecipeErrors, Severity};
 use node::Node;
@@ -158,6 +159,8 @@ pub struct Recipe {
     pub seed: u64,
     pub device: DeviceSpec,
     pub dtype: Dtype,
+    /// Pad training batches to a few lengths so GPU kernels are tuned and compiled once.
+    pub shape_buckets: ShapeBuckets,
     #[serde(
         serialize_with = "character_path",
         skip_serializing_if = "Option::is_none"
@@ -285,6 +288,7 @@ fn read_recipe(file: &Path, tree: Node, paths: PathCheck, diags: &Diagnostics) -
     let seed = root.or("seed", 42u64);
     let device = root.or("device", DeviceSpec::Auto);
     let dtype = root.or("dtype", Dtype::Auto);
+    let shape_buckets = root.or("shape_buckets", ShapeBuckets::Auto);
     if device == DeviceSpec::Cpu && matches!(dtype, Dtype::Bf16 | Dtype::Fp16) {
         root.check(false, "dtype", format!("{dtype} is not supported on device `cpu` (burn-ndarray computes in fp32); use fp32 or auto"));
     }
@@ -331,6 +335,7 @@ fn read_recipe(file: &Path, tree: Node, paths: PathCheck, diags: &Diagnostics) -
         seed,
         device,
         dtype,
+        shape_buckets,
         character,
         data,
         lm,

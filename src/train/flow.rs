@@ -26,6 +26,7 @@ use super::schedule::learning_rate;
 use super::step::accumulate_and_step;
 use crate::checkpoint::named::save_named;
 use crate::checkpoint::tensors::TensorStore;
+use crate::data::buckets::padded_len;
 use crate::data::decoder_data::{frame_batches, DecoderData, Utterance};
 use crate::models::decoder::{fresh_flow, Named, FLOW_FILE};
 use crate::models::decoder_config::DecoderModelConfig;
@@ -53,16 +54,22 @@ struct FlowBatch<B: Backend> {
     keep: Vec<bool>,
 }
 
+/// Mel frames and speech tokens per bucket step (see [`crate::data::buckets`]).
+const FRAME_GRANULE: usize = 16;
+
 fn flow_batch<B: Backend>(
     items: &[&Utterance],
     rng: &mut Rng,
     cfg_rate: f64,
     mel_bins: usize,
+    buckets: bool,
     device: &B::Device,
 ) -> FlowBatch<B> {
     let batch = items.len();
-    let n = items.iter().map(|u| u.tokens.len()).max().unwrap_or(1);
-    let frames = items.iter().map(|u| u.frames).max().unwrap_or(1);
+    let longest_tokens = items.iter().map(|u| u.tokens.len()).max().unwrap_or(1);
+    let longest_frames = items.iter().map(|u| u.frames).max().unwrap_or(1);
+    let n = padded_len(longest_tokens, FRAME_GRANULE, buckets);
+    let frames = padded_len(longest_frames, FRAME_GRANULE, buckets);
     let mut ids = vec![0i64; batch * n];
     let mut x1 = vec![0f32; batch * mel_bins * frames];
     let mut cond = vec![0f32; batch * mel_bins * frames];
@@ -88,7 +95,13 @@ fn flow_batch<B: Backend>(
     }
     let t_raw: Vec<f32> = (0..batch).map(|_| rng.uniform() as f32).collect();
     let keep: Vec<bool> = (0..batch).map(|_| rng.uniform() > cfg_rate).collect();
-    let z = rng.normals(batch * mel_bins * frames);
+    // The noise is drawn for the unpadded batch (so padding leaves the draws as they were) and
+    // laid into the padded frames; padded frames are masked out of the loss.
+    let drawn = rng.normals(batch * mel_bins * longest_frames);
+    let mut z = vec![0f32; batch * mel_bins * frames];
+    for (row, chunk) in drawn.chunks_exact(longest_frames).enumerate() {
+        z[row * frames..row * frames + longest_frames].copy_from_slice(chunk);
+    }
     let shape = [batch, mel_bins, frames];
     let mel_lengths: Vec<usize> = items.iter().map(|u| u.frames).collect();
     FlowBatch {
@@ -104,23 +117,26 @@ fn flow_batch<B: Backend>(
     }
 }
 
-/// The flow-matching loss of one batch of utterances, its random draws taken from `rng`.
+/// The flow-matching loss of one batch of utterances, its random draws taken from `rng`;
+/// `buckets`: pad the batch's tokens and frames to bucket sizes.
 pub fn flow_loss<B: Backend>(
     flow: &Flow<B>,
     items: &[&Utterance],
     rng: &mut Rng,
     cfg_rate: f64,
+    buckets: bool,
     device: &B::Device,
 ) -> Tensor<B, 1> {
     batch_loss(
         flow,
-        flow_batch::<B>(items, rng, cfg_rate, flow.mel_bins, device),
+        flow_batch::<B>(items, rng, cfg_rate, flow.mel_bins, buckets, device),
     )
 }
 
 fn batch_loss<B: Backend>(flow: &Flow<B>, b: FlowBatch<B>) -> Tensor<B, 1> {
     let device = b.x1.device();
-    let (_, mu) = flow.encode(b.tokens, &b.token_lengths, &b.mel_lengths);
+    let frames = b.x1.dims()[2];
+    let (_, mu) = flow.encode_to(b.tokens, &b.token_lengths, &b.mel_lengths, frames);
     let spks = flow.zero_speaker(b.t_raw.len(), &device);
     flow.cfm_loss(b.x1, b.mask, mu, spks, b.cond, &b.t_raw, b.z, &b.keep)
 }
@@ -133,6 +149,7 @@ pub fn eval_flow<B: Backend>(
     max_frames: usize,
     seed: u64,
     cfg_rate: f64,
+    buckets: bool,
     device: &B::Device,
 ) -> f64 {
     let lengths: Vec<usize> = items.iter().map(|u| u.frames).collect();
@@ -141,7 +158,7 @@ pub fn eval_flow<B: Backend>(
         let chosen: Vec<&Utterance> = batch.iter().map(|&j| &items[j]).collect();
         let mut rng = Rng::for_step(seed, EVAL_STREAM, i as u64);
         let n: usize = chosen.iter().map(|u| u.frames).sum();
-        let loss: f64 = flow_loss(flow, &chosen, &mut rng, cfg_rate, device)
+        let loss: f64 = flow_loss(flow, &chosen, &mut rng, cfg_rate, buckets, device)
             .into_scalar()
             .elem();
         total += loss * n as f64;
@@ -181,6 +198,7 @@ pub fn train_flow<B: AutodiffBackend>(
     let part = &recipe.decoder.flow;
     let train_cfg = &part.train;
     let cfg_rate = config.flow.cfm.training_cfg_rate;
+    let buckets = recipe.shape_buckets.enabled::<B>(device);
     let lengths: Vec<usize> = data.train.iter().map(|u| u.frames).collect();
     let batches_per_epoch = frame_batches(&lengths, part.max_frames_per_batch, recipe.seed).len();
     let total = total_steps(train_cfg, batches_per_epoch);
@@ -270,6 +288,7 @@ pub fn train_flow<B: AutodiffBackend>(
                 part.max_frames_per_batch,
                 recipe.seed,
                 cfg_rate,
+                buckets,
                 device,
             )
         })
@@ -301,7 +320,7 @@ pub fn train_flow<B: AutodiffBackend>(
                 group.len(),
                 |model, i| {
                     let items: Vec<&Utterance> = group[i].iter().map(|&j| &data.train[j]).collect();
-                    flow_loss(model, &items, &mut rng, cfg_rate, device)
+                    flow_loss(model, &items, &mut rng, cfg_rate, buckets, device)
                 },
                 lr,
                 train_cfg.clip_grad_norm,

@@ -21,6 +21,7 @@ use super::part::fault_steps;
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
 use super::step::accumulate_and_step;
+use crate::data::buckets::padded_len;
 use crate::data::cache::stable_hash;
 use crate::data::samples::{
     build_from_cache, length_bucketed_batches, Sample, SampleBuilder, IGNORE,
@@ -39,13 +40,30 @@ use crate::progress;
 use crate::recipe::training::Length;
 use crate::recipe::{FinetuneMode, Recipe};
 
+/// How a batch's token rows are padded: with `pad` on the right (labels ignored there, and the
+/// causal mask keeps real positions from seeing it), to the longest sample or, with shape
+/// buckets on, to its bucket (capped at `max_len`).
+#[derive(Clone, Copy)]
+struct Padding {
+    pad: u32,
+    buckets: bool,
+    max_len: usize,
+}
+
+/// Token positions per bucket step (see [`crate::data::buckets`]).
+const TOKEN_GRANULE: usize = 16;
+
 /// Batches of samples held out in memory as token tensors.
 fn batch_tensors<B: Backend>(
     samples: &[&Sample],
-    pad: u32,
+    padding: Padding,
     device: &B::Device,
 ) -> (Tensor<B, 2, Int>, Tensor<B, 2, Int>, usize) {
-    let longest = samples.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
+    let Padding { pad, .. } = padding;
+    let natural = samples.iter().map(|s| s.input_ids.len()).max().unwrap_or(0);
+    let longest = padded_len(natural, TOKEN_GRANULE, padding.buckets)
+        .min(padding.max_len)
+        .max(natural);
     let mut ids = Vec::with_capacity(samples.len() * longest);
     let mut labels = Vec::with_capacity(samples.len() * longest);
     let mut targets = 0;
@@ -112,12 +130,12 @@ fn mean_loss<B: Backend>(
     model: &ChatGlmModel<B>,
     samples: &[&Sample],
     batch: usize,
-    pad: u32,
+    padding: Padding,
     device: &B::Device,
 ) -> f64 {
     let (mut weighted, mut count) = (0.0, 0usize);
     for chunk in samples.chunks(batch.max(1)) {
-        let (ids, labels, targets) = batch_tensors::<B>(chunk, pad, device);
+        let (ids, labels, targets) = batch_tensors::<B>(chunk, padding, device);
         let loss: f64 = burn::tensor::ElementConversion::elem(
             causal_lm_loss(model.forward(ids), labels).into_scalar(),
         );
@@ -184,7 +202,11 @@ pub fn train_lm<B: AutodiffBackend>(
     let mut train: Vec<&Sample> = train.to_vec();
     train.sort_by(|a, b| a.id.cmp(&b.id));
     let lengths: Vec<usize> = train.iter().map(|s| s.input_ids.len()).collect();
-    let pad = tokenizer.token_id("<|user|>")?;
+    let token_padding = Padding {
+        pad: tokenizer.token_id("<|user|>")?,
+        buckets: recipe.shape_buckets.enabled::<B>(device),
+        max_len: lm.max_seq_len,
+    };
 
     let train_cfg = &lm.train;
     let checkpoints = Checkpoints::open(stage_dir, train_cfg.keep_last_n)
@@ -316,7 +338,13 @@ pub fn train_lm<B: AutodiffBackend>(
     };
     // The starting point of the eval curve.
     if state.step == 0 && !validation.is_empty() {
-        let loss = mean_loss(&model.valid(), validation, lm.batch_size, pad, device);
+        let loss = mean_loss(
+            &model.valid(),
+            validation,
+            lm.batch_size,
+            token_padding,
+            device,
+        );
         report.eval_losses.push((0, loss));
         state.eval_losses = report.eval_losses.clone();
         log.write(&serde_json::json!({ "step": 0, "eval_loss": loss }))
@@ -358,7 +386,7 @@ pub fn train_lm<B: AutodiffBackend>(
                 group.len(),
                 |model, i| {
                     let samples: Vec<&Sample> = group[i].iter().map(|&j| train[j]).collect();
-                    let (ids, labels, _) = batch_tensors::<B>(&samples, pad, device);
+                    let (ids, labels, _) = batch_tensors::<B>(&samples, token_padding, device);
                     causal_lm_loss(model.forward(ids), labels)
                 },
                 lr,
@@ -405,7 +433,13 @@ pub fn train_lm<B: AutodiffBackend>(
             let mut eval_loss = None;
             if step % train_cfg.eval_every == 0 || step == total_steps {
                 if !validation.is_empty() {
-                    let loss = mean_loss(&model.valid(), validation, lm.batch_size, pad, device);
+                    let loss = mean_loss(
+                        &model.valid(),
+                        validation,
+                        lm.batch_size,
+                        token_padding,
+                        device,
+                    );
                     report.eval_losses.push((step, loss));
                     eval_loss = Some(loss);
                 }

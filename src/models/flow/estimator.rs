@@ -93,7 +93,7 @@ impl<B: Backend> ResnetBlock1D<B> {
 
     fn forward(&self, x: Tensor<B, 3>, mask: Tensor<B, 3>, temb: Tensor<B, 2>) -> Tensor<B, 3> {
         let h = self.block1.forward(x.clone(), mask.clone())
-            + self.mlp.forward(mish(temb)).unsqueeze_dim(2);
+            + self.mlp.forward_rows(mish(temb)).unsqueeze_dim(2);
         self.block2.forward(h, mask.clone()) + self.res_conv.forward(x * mask)
     }
 }
@@ -335,7 +335,7 @@ impl<B: Backend> ConditionalDecoder<B> {
         let angles = t.unsqueeze_dim::<2>(1) * freqs.unsqueeze_dim(0) * 1000.0;
         let emb = Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1);
         self.time_linear_2
-            .forward(silu(self.time_linear_1.forward(emb)))
+            .forward_rows(silu(self.time_linear_1.forward_rows(emb)))
     }
 
     /// x, mu, cond [b, 80, t], mask [b, 1, t], t [b], spks [b, 80] -> velocity [b, 80, t].

@@ -78,6 +78,18 @@ impl<B: Backend> Flow<B> {
         token_lengths: &[usize],
         mel_lengths: &[usize],
     ) -> (Tensor<B, 3>, Tensor<B, 3>) {
+        let frames = mel_lengths.iter().copied().max().unwrap_or(0);
+        self.encode_to(tokens, token_lengths, mel_lengths, frames)
+    }
+
+    /// [`encode`](Self::encode) with mu padded to `frames` (a batch's bucket size).
+    pub fn encode_to(
+        &self,
+        tokens: Tensor<B, 2, Int>,
+        token_lengths: &[usize],
+        mel_lengths: &[usize],
+        frames: usize,
+    ) -> (Tensor<B, 3>, Tensor<B, 3>) {
         let [batch, n] = tokens.dims();
         let device = tokens.device();
         let embedding = self.input_embedding.val();
@@ -89,7 +101,9 @@ impl<B: Backend> Flow<B> {
         let h = self
             .encoder_proj
             .forward(self.encoder.forward(x * valid, token_lengths));
-        let mu = self.length_regulator.forward(h.clone(), mel_lengths);
+        let mu = self
+            .length_regulator
+            .forward(h.clone(), mel_lengths, frames);
         (h, mu)
     }
 

@@ -47,10 +47,11 @@ impl<B: Backend> InterpolateRegulator<B> {
         Ok(InterpolateRegulator { convs, norms, out })
     }
 
-    /// h [b, tokens, c] -> [b, c, max(mel_lengths)], zero past each item's mel length.
-    pub fn forward(&self, h: Tensor<B, 3>, mel_lengths: &[usize]) -> Tensor<B, 3> {
+    /// h [b, tokens, c] -> [b, c, frames], zero past each item's mel length. `frames` is
+    /// max(mel_lengths) as in the reference, or more for a batch padded to a bucket size (the
+    /// stretch then spans the padded extents, as the reference's would for a longer batch).
+    pub fn forward(&self, h: Tensor<B, 3>, mel_lengths: &[usize], frames: usize) -> Tensor<B, 3> {
         let [_, tokens, _] = h.dims();
-        let frames = mel_lengths.iter().copied().max().unwrap_or(0);
         let device = h.device();
         let scale = tokens as f32 / frames as f32;
         let source: Vec<i64> = (0..frames)

@@ -359,6 +359,7 @@ pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: Tensor<B, 2, Int
     let picked = log_probs
         .gather(1, safe.unsqueeze_dim(1))
         .reshape([batch * (time - 1)]);
-    let keep = keep.float();
+    // `float()` takes the device's default float type (f16/bf16 in half precision).
+    let keep = keep.float().cast(burn::tensor::DType::F32);
     -(picked * keep.clone()).sum() / keep.sum()
 }
