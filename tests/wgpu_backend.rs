@@ -40,6 +40,15 @@ fn device() -> Option<(WgpuDevice, std::sync::MutexGuard<'static, ()>)> {
     }
 }
 
+/// Whether a check not yet in CI was asked for with `var=1` (says so on stderr when not).
+fn opted_in(var: &str, what: &str) -> bool {
+    let asked = std::env::var_os(var).is_some();
+    if !asked {
+        eprintln!("{what} skipped: set {var}=1 to run it");
+    }
+    asked
+}
+
 /// GLM-4 in f16: logits within 2% of the largest logit, loss within 0.01, greedy tokens equal.
 const GLM4_F16: crate::glm4::Tolerance = crate::glm4::Tolerance {
     logits: 2e-2,
@@ -63,8 +72,7 @@ fn glm4_and_the_flow_match_the_reference_on_wgpu_in_f16() {
     // created on it: after fp32 work in this process a Wgpu<f16> model would quietly compute in
     // fp32. So the f16 checks run in a test process of their own (and assert their dtype).
     // Not yet part of CI: `ARP_WGPU_F16=1` runs it (its first real f16 run is pending).
-    if std::env::var_os("ARP_WGPU_F16").is_none() {
-        eprintln!("wgpu f16 test skipped: set ARP_WGPU_F16=1 to run it");
+    if !opted_in("ARP_WGPU_F16", "wgpu f16 test") {
         return;
     }
     if device().is_none() {
@@ -129,8 +137,7 @@ fn speaker_encoder_matches_resemblyzer_on_wgpu() {
     // Passed (lowest cosine 0.999834) with a cold autotune cache, then failed (0.36) in later
     // runs whose cache had been filled by runs sharing the CPU: suspected a candidate kernel
     // that is wrong on lavapipe winning autotune. Opt-in until that is pinned down.
-    if std::env::var_os("ARP_WGPU_SPEAKER").is_none() {
-        eprintln!("wgpu speaker-encoder test skipped: set ARP_WGPU_SPEAKER=1 to run it");
+    if !opted_in("ARP_WGPU_SPEAKER", "wgpu speaker-encoder test") {
         return;
     }
     let Some((device, _lock)) = device() else {
@@ -225,8 +232,7 @@ fn training_on_wgpu_tracks_the_cpu_and_resumes_exactly() {
     // Not yet part of CI: its cold run on lavapipe (three parts, each a new set of kernels to
     // autotune and compile, twice for the resume) has not been timed against CI's budget.
     // `ARP_WGPU_TRAINING=1 cargo test wgpu_backend::training` runs it.
-    if std::env::var_os("ARP_WGPU_TRAINING").is_none() {
-        eprintln!("wgpu training test skipped: set ARP_WGPU_TRAINING=1 to run it");
+    if !opted_in("ARP_WGPU_TRAINING", "wgpu training test") {
         return;
     }
     let Some(_) = device() else { return };
