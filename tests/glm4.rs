@@ -270,7 +270,7 @@ fn lora_training_touches_only_the_adapters() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    add_lora(&mut model, &targets, 4, 8.0, 0.0, &device).unwrap();
+    add_lora(&mut model, &targets, 4, 8.0, 0.0, 7, &device).unwrap();
     let model = set_trainable(model, |name| name.contains(".lora."));
     let params = named_params(&model);
     let trainable: usize = params.iter().filter(|p| p.trainable).map(|p| p.numel).sum();
@@ -451,7 +451,7 @@ fn recipe_finetune_modes_choose_the_trainable_parameters() {
     };
     let trainable = |sets: &[&str]| -> Vec<String> {
         let (model, _) = load_model::<A>(&fixture().join("model"), &device).unwrap();
-        let model = prepare_for_finetune(model, &recipe(sets).lm, &device).unwrap();
+        let model = prepare_for_finetune(model, &recipe(sets).lm, 7, &device).unwrap();
         named_params(&model)
             .into_iter()
             .filter(|p| p.trainable)

@@ -8,8 +8,10 @@
 //!   flow, HiFT and the speaker encoder in fp32 within the CPU tests' tolerances; GLM-4 and the
 //!   flow in f16 within the tolerances below;
 //! - LoRA gradients when only LoRA parameters require grad (burn #5162): finite, equal to CPU's;
-//! - training: every part a few steps on wgpu tracks the CPU run; a run killed after a
+//! - training: stage one's steps on wgpu track the CPU run's; a run killed while writing a
 //!   checkpoint resumes to the same adapter bit for bit; no autotune line at the default level.
+//!   Stage two's (flow, vocoder) comparison is opt-in (`ARP_WGPU_TRAINING=1`): its cold
+//!   kernel tuning on lavapipe takes longer than CI's budget.
 
 use std::path::Path;
 
@@ -49,13 +51,15 @@ fn opted_in(var: &str, what: &str) -> bool {
     asked
 }
 
-/// GLM-4 in f16: logits within 2% of the largest logit, loss within 0.01, greedy tokens equal.
+/// GLM-4 in f16: logits within 1% of the largest logit, loss within 0.005, greedy tokens
+/// equal. Measured on lavapipe: logits 2.2e-3 / 3.3e-3 (base / adapter), loss 7.3e-4 / 4.7e-4.
 const GLM4_F16: crate::glm4::Tolerance = crate::glm4::Tolerance {
-    logits: 2e-2,
-    loss: 1e-2,
+    logits: 1e-2,
+    loss: 5e-3,
 };
-/// The flow in f16: every output within 2% (relative to its largest value).
-const FLOW_F16: f64 = 2e-2;
+/// The flow in f16: every output within 1% (relative to its largest value). Measured on
+/// lavapipe: 5.6e-3 at most (the estimator), Euler solve 1.9e-3.
+const FLOW_F16: f64 = 1e-2;
 
 #[test]
 fn glm4_matches_the_reference_on_wgpu() {
@@ -71,13 +75,10 @@ fn glm4_and_the_flow_match_the_reference_on_wgpu_in_f16() {
     // burn 0.21 keeps one default float dtype per device and process, set by the first tensor
     // created on it: after fp32 work in this process a Wgpu<f16> model would quietly compute in
     // fp32. So the f16 checks run in a test process of their own (and assert their dtype).
-    // Not yet part of CI: `ARP_WGPU_F16=1` runs it (its first real f16 run is pending).
-    if !opted_in("ARP_WGPU_F16", "wgpu f16 test") {
+    // The lock is held so that the child has the device to itself.
+    let Some(_lock) = device() else {
         return;
-    }
-    if device().is_none() {
-        return;
-    }
+    };
     let out = std::process::Command::new(std::env::current_exe().unwrap())
         .args([
             "wgpu_backend::f16_checks",
@@ -134,12 +135,8 @@ fn decoder_matches_the_reference_on_wgpu() {
 
 #[test]
 fn speaker_encoder_matches_resemblyzer_on_wgpu() {
-    // Passed (lowest cosine 0.999834) with a cold autotune cache, then failed (0.36) in later
-    // runs whose cache had been filled by runs sharing the CPU: suspected a candidate kernel
-    // that is wrong on lavapipe winning autotune. Opt-in until that is pinned down.
-    if !opted_in("ARP_WGPU_SPEAKER", "wgpu speaker-encoder test") {
-        return;
-    }
+    // Its first LSTM layer multiplies by k = 40 mel channels: cubek's double-buffered matmul
+    // is wrong there (cosine 0.36) whenever autotune picks it, hence the padding in the model.
     let Some((device, _lock)) = device() else {
         return;
     };
@@ -227,23 +224,33 @@ fn run(
     arp_train_env(&args, env)
 }
 
+/// Stage `part`'s logged losses on wgpu against the CPU's, within `tolerance` relative.
+fn assert_tracks(cpu: &Path, gpu: &Path, part: &str, tolerance: f64) {
+    let (want, got) = (losses(cpu, part), losses(gpu, part));
+    assert_eq!(want.len(), got.len(), "{part}: steps logged");
+    let worst = want
+        .iter()
+        .zip(&got)
+        .map(|(a, b)| (a - b).abs() / a.abs().max(1e-6))
+        .fold(0.0f64, f64::max);
+    println!("{part}: cpu {want:?}\n{part}: wgpu {got:?}\n{part}: worst relative gap {worst:e}");
+    assert!(
+        worst <= tolerance,
+        "{part}: wgpu losses leave the CPU's by {worst:e} (> {tolerance:e})"
+    );
+}
+
 #[test]
-fn training_on_wgpu_tracks_the_cpu_and_resumes_exactly() {
-    // Not yet part of CI: its cold run on lavapipe (three parts, each a new set of kernels to
-    // autotune and compile, twice for the resume) has not been timed against CI's budget.
-    // `ARP_WGPU_TRAINING=1 cargo test wgpu_backend::training` runs it.
-    if !opted_in("ARP_WGPU_TRAINING", "wgpu training test") {
-        return;
-    }
+fn stage_one_on_wgpu_tracks_the_cpu_and_resumes_exactly() {
     let Some(_) = device() else { return };
     let dir = tempfile::tempdir().unwrap();
     let cache = prepared_tiny_cache(dir.path());
 
     let cpu = dir.path().join("cpu");
-    let out = run(&cpu, &cache, "cpu", "lm,decoder", &[], &[]);
+    let out = run(&cpu, &cache, "cpu", "lm", &[], &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let gpu = dir.path().join("wgpu");
-    let out = run(&gpu, &cache, "wgpu", "lm,decoder", &[], &[]);
+    let out = run(&gpu, &cache, "wgpu", "lm", &[], &[]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     // The default log level keeps cubecl's per-kernel lines out, and the CPU emulation is
@@ -254,23 +261,8 @@ fn training_on_wgpu_tracks_the_cpu_and_resumes_exactly() {
     );
     assert!(!stderr.contains("compute server"), "{stderr}");
     assert_eq!(stderr.matches("is a CPU emulation").count(), 1, "{stderr}");
-
-    for (part, tolerance) in [("lm", 1e-4), ("decoder/flow", 1e-3), ("decoder/hift", 1e-2)] {
-        let (want, got) = (losses(&cpu, part), losses(&gpu, part));
-        assert_eq!(want.len(), got.len(), "{part}: steps logged");
-        let worst = want
-            .iter()
-            .zip(&got)
-            .map(|(a, b)| (a - b).abs() / a.abs().max(1e-6))
-            .fold(0.0f64, f64::max);
-        println!(
-            "{part}: cpu {want:?}\n{part}: wgpu {got:?}\n{part}: worst relative gap {worst:e}"
-        );
-        assert!(
-            worst <= tolerance,
-            "{part}: wgpu losses leave the CPU's by {worst:e} (> {tolerance:e})"
-        );
-    }
+    // The LoRA A matrices are drawn on the host, so both runs start from the same adapter.
+    assert_tracks(&cpu, &gpu, "lm", 1e-4);
 
     // A crash while step 2's checkpoint is written (step 1's is complete), then a rerun:
     // stage one resumes from step 1 and ends with the uninterrupted run's adapter.
@@ -296,5 +288,75 @@ fn training_on_wgpu_tracks_the_cpu_and_resumes_exactly() {
     assert!(
         adapter(&crashed) == adapter(&gpu),
         "the resumed adapter differs from the uninterrupted run's"
+    );
+}
+
+#[test]
+fn stage_two_on_wgpu_tracks_the_cpu() {
+    // Not in CI: on lavapipe with a cold autotune cache the flow's two steps took 5 minutes
+    // and the vocoder's first GAN step had not finished after 9 (every conv of HiFT and the
+    // discriminators, forward and backward, is tuned on the real problem size).
+    // `ARP_WGPU_TRAINING=1 cargo test wgpu_backend::stage_two` runs it.
+    if !opted_in("ARP_WGPU_TRAINING", "wgpu stage-two training test") {
+        return;
+    }
+    let Some(_) = device() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = prepared_tiny_cache(dir.path());
+    let cpu = dir.path().join("cpu");
+    let out = run(&cpu, &cache, "cpu", "decoder", &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let gpu = dir.path().join("wgpu");
+    let out = run(&gpu, &cache, "wgpu", "decoder", &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_tracks(&cpu, &gpu, "decoder/flow", 1e-4);
+    assert_tracks(&cpu, &gpu, "decoder/hift", 1e-3);
+}
+
+/// The minimal reproduction of a cubek 0.2 bug (benches/perf-notes.md, "double-buffered
+/// matmul"): `x [1, 160, k] @ W^T (+ b)` on wgpu against the CPU for several k. It passes with
+/// whatever autotune picked; forced to the double-buffered kernels, it fails for every k that
+/// is not a multiple of 16:
+/// run it once, `python3 tools/autotune_force.py double`, run it again.
+#[test]
+#[ignore = "a bug reproduction, run by hand with a forced autotune cache (see the doc comment)"]
+fn double_buffered_matmul_reproduction() {
+    use burn::tensor::{Distribution, Tensor};
+    let Some((device, _lock)) = device() else {
+        return;
+    };
+    let cpu = Default::default();
+    let mut worst: Vec<(usize, f32, f32)> = Vec::new();
+    for k in [40usize, 48, 56, 64, 72, 80, 96, 320] {
+        let normal = Distribution::Normal(0.0, 1.0);
+        let x = Tensor::<NdArray<f32>, 3>::random([1, 160, k], normal, &cpu);
+        let w = Tensor::<NdArray<f32>, 2>::random([1024, k], normal, &cpu);
+        let b = Tensor::<NdArray<f32>, 1>::random([1024], normal, &cpu);
+        let want_plain = x.clone().matmul(w.clone().transpose().unsqueeze());
+        let want_biased = want_plain.clone() + b.clone().unsqueeze::<3>();
+        let gx = Tensor::<W32, 3>::from_data(x.to_data(), &device);
+        let gw = Tensor::<W32, 2>::from_data(w.to_data(), &device);
+        let gb = Tensor::<W32, 1>::from_data(b.to_data(), &device);
+        let plain = gx.clone().matmul(gw.clone().transpose().unsqueeze());
+        // Fused by burn into one matmul kernel with the bias add.
+        let biased = gx.matmul(gw.transpose().unsqueeze()) + gb.unsqueeze::<3>();
+        let err = |got: Tensor<W32, 3>, want: Tensor<NdArray<f32>, 3>| {
+            let got = got.into_data().to_vec::<f32>().unwrap();
+            let want = want.into_data().to_vec::<f32>().unwrap();
+            let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs());
+            diff.fold(0.0f32, f32::max) / scale
+        };
+        let (p, f) = (err(plain, want_plain), err(biased, want_biased));
+        println!("k {k}: plain {p:e}, with bias (fused) {f:e}");
+        worst.push((k, p, f));
+    }
+    let wrong: Vec<_> = worst
+        .iter()
+        .filter(|(_, p, f)| *p > 1e-4 || *f > 1e-4)
+        .collect();
+    assert!(
+        wrong.is_empty(),
+        "wrong products (k, plain, fused): {wrong:?}"
     );
 }

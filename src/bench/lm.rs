@@ -69,7 +69,8 @@ pub fn bench_lm<B: AutodiffBackend>(
     config.num_layers = s.layers;
     let watch = Watch::start(gpu);
     B::seed(device, s.seed);
-    let model: ChatGlmModel<B> = prepare_for_finetune(build_random(&config, device), lm, device)?;
+    let model: ChatGlmModel<B> =
+        prepare_for_finetune(build_random(&config, device), lm, s.seed, device)?;
     let params = named_params(&model);
     let mut optimizer = crate::train::adamw(&lm.train.optimizer).init::<B, ChatGlmModel<B>>();
     let mut model = Some(model);

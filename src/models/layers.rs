@@ -8,9 +8,9 @@
 use std::cell::RefCell;
 
 use burn::module::{Module, Param};
-use burn::tensor::activation::{gelu, leaky_relu};
+use burn::tensor::activation::{gelu, leaky_relu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Slice, Tensor, TensorData};
+use burn::tensor::{DType, Slice, Tensor, TensorData};
 
 use crate::checkpoint::tensors::{TensorError, TensorSource};
 use crate::models::params::named_param;
@@ -327,7 +327,39 @@ impl<B: Backend> Linear<B> {
     }
 }
 
-/// LayerNorm over the last dimension.
+/// `x` [b, t, k] times `w` [k, n], with k zero-padded to a multiple of 16 (the product is
+/// unchanged). Works around a cubek 0.2 bug (burn 0.21's wgpu and CUDA backends): its
+/// double-buffered matmul kernels are wrong when k is not a multiple of 16, and autotune picks
+/// them when they time fastest (benches/perf-notes.md, "double-buffered matmul").
+pub fn matmul_k_multiple_of_16<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
+    let [batch, time, k] = x.dims();
+    let pad = (16 - k % 16) % 16;
+    if pad == 0 {
+        return x.matmul(w.unsqueeze());
+    }
+    let n = w.dims()[1];
+    let device = x.device();
+    let (dtype_x, dtype_w) = (x.dtype(), w.dtype());
+    let x = Tensor::cat(
+        vec![x, Tensor::zeros([batch, time, pad], (&device, dtype_x))],
+        2,
+    );
+    let w = Tensor::cat(vec![w, Tensor::zeros([pad, n], (&device, dtype_w))], 0);
+    x.matmul(w.unsqueeze())
+}
+
+/// Softmax over `dim` in fp32 whatever the compute dtype (as autocast does), returned in the
+/// input's dtype: attention scores summed over a long row in f16 lose the small weights.
+pub fn softmax_in_f32<B: Backend, const D: usize>(
+    scores: Tensor<B, D>,
+    dim: usize,
+) -> Tensor<B, D> {
+    let dtype = scores.dtype();
+    softmax(scores.cast(DType::F32), dim).cast(dtype)
+}
+
+/// LayerNorm over the last dimension; its statistics in fp32 whatever the compute dtype (as
+/// autocast does: an f16 sum over a long row loses the variance).
 #[derive(Module, Debug)]
 pub struct LayerNorm<B: Backend> {
     pub weight: Param<Tensor<B, 1>>,
@@ -345,13 +377,15 @@ impl<B: Backend> LayerNorm<B> {
     }
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+        let dtype = x.dtype();
+        let x = x.cast(DType::F32);
         let (var, mean) = x.clone().var_mean_bias(2);
-        let normed = (x - mean) / (var + self.eps).sqrt();
+        let normed = ((x - mean) / (var + self.eps).sqrt()).cast(dtype);
         normed * self.weight.val().unsqueeze() + self.bias.val().unsqueeze()
     }
 }
 
-/// GroupNorm over [batch, channels, time].
+/// GroupNorm over [batch, channels, time]; its statistics in fp32, like `LayerNorm`'s.
 #[derive(Module, Debug)]
 pub struct GroupNorm<B: Backend> {
     pub weight: Param<Tensor<B, 1>>,
@@ -375,9 +409,14 @@ impl<B: Backend> GroupNorm<B> {
 
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let [batch, channels, time] = x.dims();
-        let grouped = x.reshape([batch, self.groups, channels / self.groups * time]);
+        let dtype = x.dtype();
+        let grouped =
+            x.cast(DType::F32)
+                .reshape([batch, self.groups, channels / self.groups * time]);
         let (var, mean) = grouped.clone().var_mean_bias(2);
-        let normed = ((grouped - mean) / (var + 1e-5).sqrt()).reshape([batch, channels, time]);
+        let normed = ((grouped - mean) / (var + 1e-5).sqrt())
+            .reshape([batch, channels, time])
+            .cast(dtype);
         normed * self.weight.val().reshape([1, channels, 1])
             + self.bias.val().reshape([1, channels, 1])
     }

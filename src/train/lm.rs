@@ -228,11 +228,12 @@ pub fn train_lm<B: AutodiffBackend>(
         eval_losses: Vec::new(),
     };
     let mut model = match &resume_from {
-        None => {
-            // The fresh adapters' random A matrices come from the recipe's seed.
-            B::seed(device, recipe.seed);
-            prepare_for_finetune(load_model::<B>(base_dir, device)?.0, lm, device)?
-        }
+        None => prepare_for_finetune(
+            load_model::<B>(base_dir, device)?.0,
+            lm,
+            recipe.seed,
+            device,
+        )?,
         Some(dir) => {
             if !dir.join(super::checkpoints::COMPLETE_MARKER).is_file() {
                 return Err(format!("{} is not a complete checkpoint", dir.display()));
@@ -247,6 +248,7 @@ pub fn train_lm<B: AutodiffBackend>(
                 FinetuneMode::Full => prepare_for_finetune(
                     load_model::<B>(&dir.join("weights"), device)?.0,
                     lm,
+                    recipe.seed,
                     device,
                 )?,
             };

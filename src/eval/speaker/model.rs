@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::checkpoint::tensors::TensorError;
-use crate::models::layers::{Builder, Fill, Linear};
+use crate::models::layers::{matmul_k_multiple_of_16, Builder, Fill, Linear};
 
 pub const MEL_CHANNELS: usize = 40;
 pub const HIDDEN: usize = 256;
@@ -43,7 +43,7 @@ impl<B: Backend> LstmLayer<B> {
         let device = x.device();
         // The input projection of every step at once; only the recurrence is sequential.
         let bias = (self.bias_ih.val() + self.bias_hh.val()).unsqueeze::<3>();
-        let projected = x.matmul(self.weight_ih.val().transpose().unsqueeze()) + bias;
+        let projected = matmul_k_multiple_of_16(x, self.weight_ih.val().transpose()) + bias;
         let w_hh = self.weight_hh.val().transpose();
         let mut h = Tensor::<B, 2>::zeros([batch, HIDDEN], &device);
         let mut c = Tensor::<B, 2>::zeros([batch, HIDDEN], &device);

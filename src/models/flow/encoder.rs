@@ -7,7 +7,7 @@
 use burn::module::{Module, Param};
 use burn::tensor::activation::softmax;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::checkpoint::tensors::TensorError;
 use crate::models::decoder_config::EncoderConfig;
@@ -76,7 +76,11 @@ impl<B: Backend> RelPositionAttention<B> {
         let bd = bd_full.gather(3, index);
         let scores = (ac + bd) / (dk as f64).sqrt();
         let blocked = blocked.unsqueeze_dim::<4>(1).expand([batch, h, time, time]);
-        let attn = softmax(scores.mask_fill(blocked.clone(), -1e9), 3).mask_fill(blocked, 0.0);
+        // In fp32 (as autocast does): -1e9 is -inf in f16, and f16 sums lose small weights.
+        let dtype = scores.dtype();
+        let attn = softmax(scores.cast(DType::F32).mask_fill(blocked.clone(), -1e9), 3)
+            .cast(dtype)
+            .mask_fill(blocked, 0.0);
         let out = attn.matmul(v).swap_dims(1, 2).reshape([batch, time, d]);
         self.linear_out.forward(out)
     }

@@ -5,15 +5,15 @@
 //! (`.2.conv` for the ConvTranspose Upsample1D); `final_block`, `final_proj`, `time_mlp`.
 
 use burn::module::Module;
-use burn::tensor::activation::{silu, softmax};
+use burn::tensor::activation::silu;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::tensor::{DType, Tensor, TensorData};
 
 use crate::checkpoint::tensors::TensorError;
 use crate::models::decoder_config::EstimatorConfig;
 use crate::models::layers::{
-    exact_gelu, mish, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, GroupNorm, LayerNorm,
-    Linear,
+    exact_gelu, mish, softmax_in_f32, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, GroupNorm,
+    LayerNorm, Linear,
 };
 
 /// The estimator's own initialization: kaiming-normal (relu gain) weights and zero biases for
@@ -120,7 +120,7 @@ impl<B: Backend> Attention<B> {
         let k = split(self.to_k.forward(x.clone()));
         let v = split(self.to_v.forward(x));
         let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + bias.unsqueeze_dim(1);
-        let out = softmax(scores, 3)
+        let out = softmax_in_f32(scores, 3)
             .matmul(v)
             .swap_dims(1, 2)
             .reshape([batch, time, h * dh]);
@@ -325,15 +325,19 @@ impl<B: Backend> ConditionalDecoder<B> {
     }
 
     /// Sinusoidal embedding of t [b] (scale 1000, `in_channels` wide) through the time MLP.
+    /// The angles reach 1000 radians, where f16's spacing is 0.5: they and their sin/cos are
+    /// computed in fp32 whatever the compute dtype, then cast to it.
     fn time_embedding(&self, t: Tensor<B, 1>) -> Tensor<B, 2> {
+        let (dtype, device) = (t.dtype(), t.device());
         let half = self.in_channels / 2;
         let step = 10000f64.ln() / (half as f64 - 1.0);
         let freqs: Vec<f32> = (0..half)
             .map(|i| (-(i as f64) * step).exp() as f32)
             .collect();
-        let freqs = Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), &t.device());
-        let angles = t.unsqueeze_dim::<2>(1) * freqs.unsqueeze_dim(0) * 1000.0;
-        let emb = Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1);
+        let freqs =
+            Tensor::<B, 1>::from_data(TensorData::new(freqs, [half]), (&device, DType::F32));
+        let angles = t.cast(DType::F32).unsqueeze_dim::<2>(1) * freqs.unsqueeze_dim(0) * 1000.0;
+        let emb = Tensor::cat(vec![angles.clone().sin(), angles.cos()], 1).cast(dtype);
         self.time_linear_2
             .forward_rows(silu(self.time_linear_1.forward_rows(emb)))
     }

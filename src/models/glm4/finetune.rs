@@ -8,10 +8,12 @@ use super::model::ChatGlmModel;
 use crate::models::params::{glob_match, set_trainable};
 use crate::recipe::{FinetuneMode, LmConfig};
 
-/// Adds adapters when the recipe asks for LoRA, then marks exactly the trainable parameters.
+/// Adds adapters when the recipe asks for LoRA (their random A matrices from `seed`), then
+/// marks exactly the trainable parameters.
 pub fn prepare_for_finetune<B: Backend>(
     mut model: ChatGlmModel<B>,
     lm: &LmConfig,
+    seed: u64,
     device: &B::Device,
 ) -> Result<ChatGlmModel<B>, String> {
     match lm.finetune {
@@ -22,6 +24,7 @@ pub fn prepare_for_finetune<B: Backend>(
                 lm.lora.rank,
                 lm.lora.alpha,
                 lm.lora.dropout,
+                seed,
                 device,
             )?;
             Ok(set_trainable(model, |name| name.contains(".lora.")))

@@ -17,6 +17,7 @@ use super::model::{
 };
 use crate::checkpoint::tensors::{TensorError, TensorSource, TensorStore};
 use crate::models::params::named_param;
+use crate::rng::Rng;
 
 /// Tensors a real checkpoint may carry that the model does not use.
 fn ignorable(name: &str) -> bool {
@@ -343,19 +344,25 @@ pub fn load_adapter<B: Backend>(
 }
 
 /// Adds fresh LoRA adapters (PEFT's initialization: A Kaiming-uniform, B zero, so training
-/// starts from the base model) on `targets`.
+/// starts from the base model) on `targets`. A is drawn on the host from `seed`, so every
+/// backend (CPU, wgpu, CUDA) starts from the same adapter; device RNGs differ per backend.
 pub fn add_lora<B: Backend>(
     model: &mut ChatGlmModel<B>,
     targets: &[String],
     rank: usize,
     alpha: f64,
     dropout: f64,
+    seed: u64,
     device: &B::Device,
 ) -> Result<(), String> {
+    let mut rng = Rng::new(seed);
     for_each_target(model, targets, |module, linear| {
         let (input, output) = linear.shape();
         let bound = 1.0 / (input as f64).sqrt();
-        let a = Tensor::random([rank, input], Distribution::Uniform(-bound, bound), device);
+        let values: Vec<f32> = (0..rank * input)
+            .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+            .collect();
+        let a = Tensor::from_data(TensorData::new(values, [rank, input]), device);
         let b = Tensor::zeros([output, rank], device);
         linear.lora = Some(LoraAdapter::new(module, a, b, alpha, dropout));
         Ok(())
