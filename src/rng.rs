@@ -34,6 +34,11 @@ impl Rng {
         (self.0.wrapping_mul(0x2545F4914F6CDD1D) >> 11) as f64 / (1u64 << 53) as f64
     }
 
+    /// Uniform in [-bound, bound).
+    pub fn symmetric(&mut self, bound: f64) -> f64 {
+        (self.uniform() * 2.0 - 1.0) * bound
+    }
+
     /// Standard normal (Box-Muller).
     pub fn normal(&mut self) -> f64 {
         let u1 = self.uniform().max(1e-300);

@@ -95,7 +95,7 @@ impl<'a, B: Backend> Builder<'a, B> {
                 let mut rng = rng.borrow_mut();
                 Ok((0..n)
                     .map(|_| match fill {
-                        Fill::Uniform(b) => ((rng.uniform() * 2.0 - 1.0) * b) as f32,
+                        Fill::Uniform(b) => rng.symmetric(b) as f32,
                         Fill::Normal(std) => (rng.normal() * std) as f32,
                         Fill::Const(c) => c as f32,
                     })

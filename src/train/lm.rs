@@ -338,15 +338,18 @@ pub fn train_lm<B: AutodiffBackend>(
                 )
             })
     };
-    // The starting point of the eval curve.
-    if state.step == 0 && !validation.is_empty() {
-        let loss = mean_loss(
+    let held_out_loss = |model: &ChatGlmModel<B>| {
+        mean_loss(
             &model.valid(),
             validation,
             lm.batch_size,
             token_padding,
             device,
-        );
+        )
+    };
+    // The starting point of the eval curve.
+    if state.step == 0 && !validation.is_empty() {
+        let loss = held_out_loss(&model);
         report.eval_losses.push((0, loss));
         state.eval_losses = report.eval_losses.clone();
         log.write(&serde_json::json!({ "step": 0, "eval_loss": loss }))
@@ -435,13 +438,7 @@ pub fn train_lm<B: AutodiffBackend>(
             let mut eval_loss = None;
             if step % train_cfg.eval_every == 0 || step == total_steps {
                 if !validation.is_empty() {
-                    let loss = mean_loss(
-                        &model.valid(),
-                        validation,
-                        lm.batch_size,
-                        token_padding,
-                        device,
-                    );
+                    let loss = held_out_loss(&model);
                     report.eval_losses.push((step, loss));
                     eval_loss = Some(loss);
                 }

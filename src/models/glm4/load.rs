@@ -360,7 +360,7 @@ pub fn add_lora<B: Backend>(
         let (input, output) = linear.shape();
         let bound = 1.0 / (input as f64).sqrt();
         let values: Vec<f32> = (0..rank * input)
-            .map(|_| ((2.0 * rng.uniform() - 1.0) * bound) as f32)
+            .map(|_| rng.symmetric(bound) as f32)
             .collect();
         let a = Tensor::from_data(TensorData::new(values, [rank, input]), device);
         let b = Tensor::zeros([output, rank], device);
