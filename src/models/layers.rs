@@ -13,6 +13,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Slice, Tensor, TensorData};
 
 use crate::checkpoint::tensors::{TensorError, TensorSource};
+use crate::models::padded_matmul::padded_matmul;
 use crate::models::params::named_param;
 use crate::rng::Rng;
 
@@ -319,33 +320,12 @@ impl<B: Backend> Linear<B> {
     }
 
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let y = x.matmul(self.weight.val().transpose().unsqueeze());
+        let y = padded_matmul(x, self.weight.val().transpose().unsqueeze());
         match &self.bias {
             Some(b) => y + b.val().unsqueeze(),
             None => y,
         }
     }
-}
-
-/// `x` [b, t, k] times `w` [k, n], with k zero-padded to a multiple of 16 (the product is
-/// unchanged). Works around a cubek 0.2 bug (burn 0.21's wgpu and CUDA backends): its
-/// double-buffered matmul kernels are wrong when k is not a multiple of 16, and autotune picks
-/// them when they time fastest (benches/perf-notes.md, "double-buffered matmul").
-pub fn matmul_k_multiple_of_16<B: Backend>(x: Tensor<B, 3>, w: Tensor<B, 2>) -> Tensor<B, 3> {
-    let [batch, time, k] = x.dims();
-    let pad = (16 - k % 16) % 16;
-    if pad == 0 {
-        return x.matmul(w.unsqueeze());
-    }
-    let n = w.dims()[1];
-    let device = x.device();
-    let (dtype_x, dtype_w) = (x.dtype(), w.dtype());
-    let x = Tensor::cat(
-        vec![x, Tensor::zeros([batch, time, pad], (&device, dtype_x))],
-        2,
-    );
-    let w = Tensor::cat(vec![w, Tensor::zeros([pad, n], (&device, dtype_w))], 0);
-    x.matmul(w.unsqueeze())
 }
 
 /// Softmax over `dim` in fp32 whatever the compute dtype (as autocast does), returned in the
@@ -636,7 +616,7 @@ impl<B: Backend> Conv2d<B> {
         }
         // [batch, in, kh*kw, ho, wo] -> [batch, in*kh*kw, ho*wo]
         let cols = Tensor::stack::<5>(taps, 2).reshape([batch, input * kh * kw, ho * wo]);
-        let y = w.reshape([1, out, input * kh * kw]).matmul(cols);
+        let y = padded_matmul(w.reshape([1, out, input * kh * kw]), cols);
         (y + self.bias.val().reshape([1, out, 1])).reshape([batch, out, ho, wo])
     }
 }
@@ -717,7 +697,7 @@ pub fn conv1d<B: Backend>(
             .collect();
         Tensor::stack::<4>(taps, 2).reshape([batch, input * kernel, out_len])
     };
-    let y = w.reshape([1, out, input * kernel]).matmul(cols);
+    let y = padded_matmul(w.reshape([1, out, input * kernel]), cols);
     match bias {
         Some(b) => y + b.reshape([1, out, 1]),
         None => y,
@@ -736,10 +716,7 @@ pub fn conv_transpose1d<B: Backend>(
     let [batch, input, time] = x.dims();
     let [_, out, kernel] = w.dims();
     // [out * k, in] x [batch, in, time] -> [batch, out, k, time]
-    let taps = w
-        .permute([1, 2, 0])
-        .reshape([1, out * kernel, input])
-        .matmul(x)
+    let taps = padded_matmul(w.permute([1, 2, 0]).reshape([1, out * kernel, input]), x)
         .reshape([batch, out, kernel, time]);
     let full = overlap_add(taps, stride);
     let len = (time - 1) * stride + kernel - 2 * padding;

@@ -6,6 +6,7 @@ pub mod flow;
 pub mod glm4;
 pub mod hift;
 pub mod layers;
+pub mod padded_matmul;
 pub mod params;
 pub mod whisper_vq;
 

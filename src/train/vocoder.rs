@@ -38,6 +38,7 @@ use crate::models::hift::discriminators::{Discriminators, Judgement};
 use crate::models::hift::source::{harmonic_waves, SourceNoise};
 use crate::models::hift::Hift;
 use crate::models::layers::{conv1d, pad_reflect, Builder};
+use crate::models::padded_matmul::padded_matmul;
 use crate::models::params::{named_params, NamedParam};
 use crate::models::to_host_f32;
 use crate::progress;
@@ -95,10 +96,7 @@ impl<B: Backend> LossMel<B> {
         let re = spec.clone().slice([0..batch, 0..bins, 0..frames]);
         let im = spec.slice([0..batch, bins..rows, 0..frames]);
         let magnitude = (re.powi_scalar(2) + im.powi_scalar(2) + 1e-9).sqrt();
-        self.filters
-            .clone()
-            .unsqueeze::<3>()
-            .matmul(magnitude)
+        padded_matmul(self.filters.clone().unsqueeze::<3>(), magnitude)
             .clamp_min(1e-5)
             .log()
     }

@@ -9,7 +9,8 @@ use burn::tensor::backend::Backend;
 use burn::tensor::Tensor;
 
 use crate::checkpoint::tensors::TensorError;
-use crate::models::layers::{matmul_k_multiple_of_16, Builder, Fill, Linear};
+use crate::models::layers::{Builder, Fill, Linear};
+use crate::models::padded_matmul::padded_matmul;
 
 pub const MEL_CHANNELS: usize = 40;
 pub const HIDDEN: usize = 256;
@@ -43,7 +44,7 @@ impl<B: Backend> LstmLayer<B> {
         let device = x.device();
         // The input projection of every step at once; only the recurrence is sequential.
         let bias = (self.bias_ih.val() + self.bias_hh.val()).unsqueeze::<3>();
-        let projected = matmul_k_multiple_of_16(x, self.weight_ih.val().transpose()) + bias;
+        let projected = padded_matmul(x, self.weight_ih.val().transpose().unsqueeze()) + bias;
         let w_hh = self.weight_hh.val().transpose();
         let mut h = Tensor::<B, 2>::zeros([batch, HIDDEN], &device);
         let mut c = Tensor::<B, 2>::zeros([batch, HIDDEN], &device);
@@ -53,7 +54,7 @@ impl<B: Backend> LstmLayer<B> {
                 .clone()
                 .slice([0..batch, t..t + 1])
                 .reshape([batch, 4 * HIDDEN])
-                + h.matmul(w_hh.clone());
+                + padded_matmul(h, w_hh.clone());
             let mut chunks = gates.chunk(4, 1).into_iter();
             let (i, f, g, o) = (
                 sigmoid(chunks.next().expect("4 gates")),

@@ -12,6 +12,7 @@ use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 use crate::checkpoint::tensors::TensorError;
 use crate::models::decoder_config::EncoderConfig;
 use crate::models::layers::{swish, Builder, Fill, LayerNorm, Linear};
+use crate::models::padded_matmul::padded_matmul;
 
 #[derive(Module, Debug)]
 pub struct RelPositionAttention<B: Backend> {
@@ -62,10 +63,10 @@ impl<B: Backend> RelPositionAttention<B> {
         let p = split(self.linear_pos.forward(pos), 1, 2 * time - 1);
         let q_u = (q.clone() + self.pos_bias_u.val().unsqueeze()).swap_dims(1, 2);
         let q_v = (q + self.pos_bias_v.val().unsqueeze()).swap_dims(1, 2);
-        let ac = q_u.matmul(k.swap_dims(2, 3));
+        let ac = padded_matmul(q_u, k.swap_dims(2, 3));
         // [b, h, t, 2t-1]; score (i, j) takes the row of relative position i - j, which is
         // row (t - 1) - i + j (espnet's rel_shift).
-        let bd_full = q_v.matmul(p.swap_dims(2, 3));
+        let bd_full = padded_matmul(q_v, p.swap_dims(2, 3));
         let index: Vec<i64> = (0..time)
             .flat_map(|i| (0..time).map(move |j| (time - 1 - i + j) as i64))
             .collect();
@@ -81,7 +82,9 @@ impl<B: Backend> RelPositionAttention<B> {
         let attn = softmax(scores.cast(DType::F32).mask_fill(blocked.clone(), -1e9), 3)
             .cast(dtype)
             .mask_fill(blocked, 0.0);
-        let out = attn.matmul(v).swap_dims(1, 2).reshape([batch, time, d]);
+        let out = padded_matmul(attn, v)
+            .swap_dims(1, 2)
+            .reshape([batch, time, d]);
         self.linear_out.forward(out)
     }
 }

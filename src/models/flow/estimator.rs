@@ -15,6 +15,7 @@ use crate::models::layers::{
     exact_gelu, mish, softmax_in_f32, Builder, Conv1d, ConvSpec, ConvTranspose1d, Fill, GroupNorm,
     LayerNorm, Linear,
 };
+use crate::models::padded_matmul::padded_matmul;
 
 /// The estimator's own initialization: kaiming-normal (relu gain) weights and zero biases for
 /// every Conv1d and Linear.
@@ -119,9 +120,9 @@ impl<B: Backend> Attention<B> {
         let q = split(self.to_q.forward(x.clone()));
         let k = split(self.to_k.forward(x.clone()));
         let v = split(self.to_v.forward(x));
-        let scores = q.matmul(k.swap_dims(2, 3)) / (dh as f64).sqrt() + bias.unsqueeze_dim(1);
-        let out = softmax_in_f32(scores, 3)
-            .matmul(v)
+        let scores =
+            padded_matmul(q, k.swap_dims(2, 3)) / (dh as f64).sqrt() + bias.unsqueeze_dim(1);
+        let out = padded_matmul(softmax_in_f32(scores, 3), v)
             .swap_dims(1, 2)
             .reshape([batch, time, h * dh]);
         self.to_out.forward(out)
@@ -189,7 +190,7 @@ fn run_transformers<B: Backend>(
     x: Tensor<B, 3>,
     mask: Tensor<B, 3>,
 ) -> Tensor<B, 3> {
-    let bias = mask.clone().swap_dims(1, 2).matmul(mask);
+    let bias = padded_matmul(mask.clone().swap_dims(1, 2), mask);
     let mut x = x.swap_dims(1, 2);
     for block in blocks {
         x = block.forward(x, bias.clone());

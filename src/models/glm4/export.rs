@@ -16,6 +16,7 @@ use safetensors::tensor::{Dtype, TensorView};
 
 use super::load::{for_each_target, peft_name};
 use super::model::ChatGlmModel;
+use crate::models::padded_matmul::padded_matmul;
 use crate::models::params::PathStack;
 
 /// Hugging Face's default shard limit.
@@ -35,7 +36,7 @@ pub fn merge_lora<B: Backend>(mut model: ChatGlmModel<B>) -> ChatGlmModel<B> {
         .collect();
     for_each_target(&mut model, &all, |_, linear| {
         if let Some(lora) = linear.lora.take() {
-            let delta = lora.lora_b.val().matmul(lora.lora_a.val()) * lora.scale;
+            let delta = padded_matmul(lora.lora_b.val(), lora.lora_a.val()) * lora.scale;
             let merged = linear.weight.val() + delta;
             linear.weight = Param::from_tensor(merged.detach());
         }

@@ -9,6 +9,7 @@ use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{Bool, Int, Tensor, TensorData};
 
+use crate::models::padded_matmul::padded_matmul;
 use crate::models::params::named_param;
 
 /// A LoRA adapter on one linear layer: `y += (alpha / r) * dropout(x) A^T B^T`. A is [r, in]
@@ -41,8 +42,8 @@ impl<B: Backend> LoraAdapter<B> {
 
     fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
         let x = self.dropout.forward(x);
-        let down = x.matmul(self.lora_a.val().transpose().unsqueeze());
-        down.matmul(self.lora_b.val().transpose().unsqueeze()) * self.scale
+        let down = padded_matmul(x, self.lora_a.val().transpose().unsqueeze());
+        padded_matmul(down, self.lora_b.val().transpose().unsqueeze()) * self.scale
     }
 }
 
@@ -57,7 +58,7 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mut y = x.clone().matmul(self.weight.val().transpose().unsqueeze());
+        let mut y = padded_matmul(x.clone(), self.weight.val().transpose().unsqueeze());
         if let Some(bias) = &self.bias {
             y = y + bias.val().unsqueeze();
         }
@@ -208,9 +209,10 @@ impl<B: Backend> SelfAttention<B> {
         };
         let (k, v) = (expand(k), expand(v));
         let dtype = q.dtype();
-        let scores = q.matmul(k.swap_dims(2, 3)).cast(burn::tensor::DType::F32) / (d as f64).sqrt();
+        let scores =
+            padded_matmul(q, k.swap_dims(2, 3)).cast(burn::tensor::DType::F32) / (d as f64).sqrt();
         let scores = scores.mask_fill(positions.mask.clone(), f32::NEG_INFINITY);
-        let context = softmax(scores, 3).cast(dtype).matmul(v);
+        let context = padded_matmul(softmax(scores, 3).cast(dtype), v);
         self.dense
             .forward(context.swap_dims(1, 2).reshape([batch, time, h * d]))
     }

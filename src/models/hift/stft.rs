@@ -8,6 +8,7 @@ use burn::tensor::{Tensor, TensorData};
 
 use crate::audio::window::hann_periodic;
 use crate::models::layers::{conv1d, overlap_add, pad_reflect};
+use crate::models::padded_matmul::padded_matmul;
 
 /// x [b, samples] -> [b, n_fft + 2, samples / hop + 1]: real parts of bins 0..=n/2, then the
 /// imaginary parts.
@@ -55,10 +56,7 @@ pub fn istft<B: Backend>(spec: Tensor<B, 3>, n_fft: usize, hop: usize) -> Tensor
     }
     let device = spec.device();
     let basis = Tensor::<B, 2>::from_data(TensorData::new(basis, [n_fft, 2 * bins]), &device);
-    let frames_t = basis
-        .unsqueeze::<3>()
-        .matmul(spec)
-        .reshape([batch, 1, n_fft, frames]);
+    let frames_t = padded_matmul(basis.unsqueeze::<3>(), spec).reshape([batch, 1, n_fft, frames]);
     let full = overlap_add(frames_t, hop).reshape([batch, (frames - 1) * hop + n_fft]);
     let mut envelope = vec![0f64; (frames - 1) * hop + n_fft];
     for f in 0..frames {

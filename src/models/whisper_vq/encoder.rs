@@ -9,6 +9,7 @@ use burn::tensor::{Bool, Int, Tensor, TensorData};
 
 use super::config::{AttentionPattern, PoolingType, WhisperVqConfig};
 use crate::checkpoint::tensors::{TensorError, TensorSource};
+use crate::models::padded_matmul::padded_matmul;
 
 /// Reads tensors under a name prefix onto a device.
 pub struct Loader<'a, B: Backend> {
@@ -57,7 +58,7 @@ impl<B: Backend> Linear<B> {
 
     /// x [.., in] -> [.., out]
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let y = x.matmul(self.weight.clone().transpose().unsqueeze());
+        let y = padded_matmul(x, self.weight.clone().transpose().unsqueeze());
         match &self.bias {
             Some(b) => y + b.clone().unsqueeze(),
             None => y,
@@ -150,7 +151,7 @@ impl<B: Backend> Conv1d<B> {
                 .clone()
                 .swap_dims(1, 2)
                 .reshape([1, out_channels, kernel * channels]);
-        weight.matmul(columns) + self.bias.clone().reshape([1, out_channels, 1])
+        padded_matmul(weight, columns) + self.bias.clone().reshape([1, out_channels, 1])
     }
 }
 
@@ -174,11 +175,9 @@ impl<B: Backend> SelfAttention<B> {
         let q = split(self.q_proj.forward(x.clone())) * (head_dim as f64).powf(-0.5);
         let k = split(self.k_proj.forward(x.clone()));
         let v = split(self.v_proj.forward(x));
-        let scores = q
-            .matmul(k.swap_dims(2, 3))
-            .mask_fill(allowed.bool_not(), f32::NEG_INFINITY);
-        let context = softmax(scores, 3)
-            .matmul(v)
+        let scores =
+            padded_matmul(q, k.swap_dims(2, 3)).mask_fill(allowed.bool_not(), f32::NEG_INFINITY);
+        let context = padded_matmul(softmax(scores, 3), v)
             .swap_dims(1, 2)
             .reshape([batch, time, d]);
         self.out_proj.forward(context)
@@ -324,7 +323,7 @@ fn nearest_code<B: Backend>(x: Tensor<B, 3>, codebook: Tensor<B, 2>) -> Tensor<B
         .powi_scalar(2)
         .sum_dim(1)
         .reshape([1, 1, codebook.dims()[0]]);
-    let dots = x.matmul(codebook.transpose().unsqueeze());
+    let dots = padded_matmul(x, codebook.transpose().unsqueeze());
     let distances = code_norms - dots * 2.0;
     distances.argmin(2).reshape([batch, time])
 }
