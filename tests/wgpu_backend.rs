@@ -413,7 +413,8 @@ fn double_buffered_matmul_reproduction() {
                 Tensor::<W32, 3>::from_data(probs.to_data(), &device),
                 Tensor::<W32, 3>::from_data(v.to_data(), &device),
             );
-            worst_padded = worst_padded.max(err(padded_matmul(gp.clone(), gv.clone()), want.clone()));
+            worst_padded =
+                worst_padded.max(err(padded_matmul(gp.clone(), gv.clone()), want.clone()));
             attention.push(err(gp.matmul(gv), want));
         }
         let (decode, prefill) = (attention[0], attention[1]);
@@ -439,7 +440,10 @@ fn double_buffered_matmul_reproduction() {
         worst.push((k, e, 0.0));
     }
     println!("padded_matmul (the workaround): worst relative error {worst_padded:e}");
-    assert!(worst_padded <= 1e-4, "padded_matmul is wrong too: {worst_padded:e}");
+    assert!(
+        worst_padded <= 1e-4,
+        "padded_matmul is wrong too: {worst_padded:e}"
+    );
     let wrong: Vec<_> = worst
         .iter()
         .filter(|(_, p, f)| *p > 1e-4 || *f > 1e-4)
