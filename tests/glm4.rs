@@ -14,7 +14,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
 use safetensors::SafeTensors;
 
-use crate::common::repo;
+use crate::common::{copy_dir, repo};
 
 type B = NdArray<f32>;
 
@@ -152,13 +152,6 @@ pub fn parity_on<B: Backend>(tol: Tolerance, device: &B::Device) -> [(f32, f64);
 #[test]
 fn matches_the_reference_with_and_without_lora() {
     parity_on::<B>(FP32, &Default::default());
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap().flatten() {
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 #[test]

@@ -20,7 +20,7 @@ use burn::backend::{Autodiff, NdArray};
 
 use arp_train::models::padded_matmul::padded_matmul;
 
-use crate::common::{arp_train_env, prepared_tiny_cache, text, tiny_run_args};
+use crate::common::{arp_train_env, copy_dir, prepared_tiny_cache, text, tiny_run_args};
 
 type W32 = Wgpu<f32>;
 type W16 = Wgpu<half::f16>;
@@ -318,19 +318,6 @@ fn stage_two_part_on_wgpu(dir: &Path, part: &str) -> (std::path::PathBuf, std::p
     (cpu, gpu)
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 /// The flow's two steps on wgpu track the CPU's. The vocoder is the CPU run's, loaded on wgpu
 /// and written back into the decoder: the same bytes, so a part moves between backends intact.
 #[test]
@@ -383,10 +370,21 @@ fn double_buffered_matmul_reproduction() {
         let diff = got.iter().zip(&want).map(|(a, b)| (a - b).abs());
         diff.fold(0.0f32, f32::max) / scale
     };
+    let normal = Distribution::Normal(0.0, 1.0);
+    // Attention's `softmax(QK^T) V`, whose k is the key length: `probs [2, queries, k] @ v
+    // [2, k, 64]`, plain and through `padded_matmul` (relative errors).
+    let attention = |queries: usize, k: usize| {
+        let probs = Tensor::<NdArray<f32>, 3>::random([2, queries, k], normal, &cpu);
+        let v = Tensor::<NdArray<f32>, 3>::random([2, k, 64], normal, &cpu);
+        let want = probs.clone().matmul(v.clone());
+        let gp = Tensor::<W32, 3>::from_data(probs.to_data(), &device);
+        let gv = Tensor::<W32, 3>::from_data(v.to_data(), &device);
+        let padded = err(padded_matmul(gp.clone(), gv.clone()), want.clone());
+        (err(gp.matmul(gv), want), padded)
+    };
     let mut worst: Vec<(usize, f32, f32)> = Vec::new();
     let mut worst_padded = 0.0f32;
     for k in [40usize, 48, 56, 64, 72, 80, 96, 320] {
-        let normal = Distribution::Normal(0.0, 1.0);
         let x = Tensor::<NdArray<f32>, 3>::random([1, 160, k], normal, &cpu);
         let w = Tensor::<NdArray<f32>, 2>::random([1024, k], normal, &cpu);
         let b = Tensor::<NdArray<f32>, 1>::random([1024], normal, &cpu);
@@ -402,22 +400,10 @@ fn double_buffered_matmul_reproduction() {
         let padded = padded_matmul(gx, gw.transpose().unsqueeze());
         let (p, f) = (err(plain, want_plain.clone()), err(biased, want_biased));
         worst_padded = worst_padded.max(err(padded, want_plain));
-        // Attention's `softmax(QK^T) V`, whose k is the key length: one query against the
-        // cache (decoding), and every query (prefill, the flow at inference).
-        let mut attention = Vec::new();
-        for queries in [1, k] {
-            let probs = Tensor::<NdArray<f32>, 3>::random([2, queries, k], normal, &cpu);
-            let v = Tensor::<NdArray<f32>, 3>::random([2, k, 64], normal, &cpu);
-            let want = probs.clone().matmul(v.clone());
-            let (gp, gv) = (
-                Tensor::<W32, 3>::from_data(probs.to_data(), &device),
-                Tensor::<W32, 3>::from_data(v.to_data(), &device),
-            );
-            worst_padded =
-                worst_padded.max(err(padded_matmul(gp.clone(), gv.clone()), want.clone()));
-            attention.push(err(gp.matmul(gv), want));
-        }
-        let (decode, prefill) = (attention[0], attention[1]);
+        // One query against the cache (decoding), and every query (prefill, the flow).
+        let (decode, decode_padded) = attention(1, k);
+        let (prefill, prefill_padded) = attention(k, k);
+        worst_padded = worst_padded.max(decode_padded).max(prefill_padded);
         println!(
             "k {k}: plain {p:e}, with bias (fused) {f:e}, attention decode {decode:e}, prefill {prefill:e}"
         );
@@ -426,16 +412,8 @@ fn double_buffered_matmul_reproduction() {
     // Long prompts: only from about this size does autotune offer the double-buffered kernels
     // for attention's product.
     for k in [2040usize, 2048] {
-        let normal = Distribution::Normal(0.0, 1.0);
-        let probs = Tensor::<NdArray<f32>, 3>::random([2, k, k], normal, &cpu);
-        let v = Tensor::<NdArray<f32>, 3>::random([2, k, 64], normal, &cpu);
-        let want = probs.clone().matmul(v.clone());
-        let (gp, gv) = (
-            Tensor::<W32, 3>::from_data(probs.to_data(), &device),
-            Tensor::<W32, 3>::from_data(v.to_data(), &device),
-        );
-        worst_padded = worst_padded.max(err(padded_matmul(gp.clone(), gv.clone()), want.clone()));
-        let e = err(gp.matmul(gv), want);
+        let (e, padded) = attention(k, k);
+        worst_padded = worst_padded.max(padded);
         println!("k {k}: attention prefill {e:e}");
         worst.push((k, e, 0.0));
     }

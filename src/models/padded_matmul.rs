@@ -15,8 +15,8 @@ use burn::tensor::Tensor;
 const MULTIPLE: usize = 16;
 
 /// `a @ b` with the contracted lengths (k, and under autodiff also m and n, which the
-/// gradients contract over) zero-padded to multiples of 16 on the cubecl backends; the result is cut back to
-/// [.., m, n].
+/// gradients contract over) zero-padded to multiples of 16 on the cubecl backends; the result
+/// is cut back to [.., m, n].
 pub fn padded_matmul<B: Backend, const D: usize>(a: Tensor<B, D>, b: Tensor<B, D>) -> Tensor<B, D> {
     let device = a.device();
     if !affected::<B>(&device) {
