@@ -18,16 +18,16 @@ use crate::common::{copy_dir, repo};
 
 type B = NdArray<f32>;
 
-fn fixture() -> PathBuf {
+pub fn fixture() -> PathBuf {
     repo().join("tests/fixtures/glm4")
 }
 
-struct Expected {
+pub struct Expected {
     bytes: Vec<u8>,
 }
 
 impl Expected {
-    fn load() -> Self {
+    pub fn load() -> Self {
         Expected {
             bytes: std::fs::read(fixture().join("expected.safetensors")).unwrap(),
         }
@@ -64,7 +64,7 @@ impl Expected {
     }
 }
 
-fn ints<B: Backend>(expected: &Expected, name: &str, device: &B::Device) -> Tensor<B, 2, Int> {
+pub fn ints<B: Backend>(expected: &Expected, name: &str, device: &B::Device) -> Tensor<B, 2, Int> {
     let (shape, values) = expected.i32(name);
     let values: Vec<i64> = values.into_iter().map(i64::from).collect();
     Tensor::from_data(TensorData::new(values, [shape[0], shape[1]]), device)

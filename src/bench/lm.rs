@@ -9,11 +9,12 @@ use super::{BenchSettings, Measurement};
 use crate::models::glm4::config::Glm4Config;
 use crate::models::glm4::finetune::prepare_for_finetune;
 use crate::models::glm4::load::build_random;
-use crate::models::glm4::model::{causal_lm_loss, ChatGlmModel};
+use crate::models::glm4::model::ChatGlmModel;
 use crate::models::params::named_params;
 use crate::recipe::LmConfig;
 use crate::rng::Rng;
-use crate::train::step::accumulate_and_step;
+use crate::train::lm_backward::{lm_grads, LmBackward};
+use crate::train::step::accumulate_grads_and_step;
 
 /// The stage-one shape and settings the baseline reproduces.
 pub fn shape_json(
@@ -72,6 +73,7 @@ pub fn bench_lm<B: AutodiffBackend>(
     let model: ChatGlmModel<B> =
         prepare_for_finetune(build_random(&config, device), lm, s.seed, device)?;
     let params = named_params(&model);
+    let backward = LmBackward::for_recipe(lm.activation_checkpointing);
     let mut optimizer = crate::train::adamw(&lm.train.optimizer).init::<B, ChatGlmModel<B>>();
     let mut model = Some(model);
     let mut rng = Rng::for_step(s.seed, 0xBE7C, 0);
@@ -83,12 +85,15 @@ pub fn bench_lm<B: AutodiffBackend>(
             s.seq_len,
             device,
         );
-        let (stepped, outcome) = accumulate_and_step(
+        let (stepped, outcome) = accumulate_grads_and_step(
             model.take().expect("the model is put back every step"),
             &mut optimizer,
             &params,
             1,
-            |m, _| causal_lm_loss(m.forward(ids.clone()), labels.clone()),
+            |m, _, weight| {
+                let seed = s.seed ^ step as u64;
+                lm_grads(m, ids.clone(), labels.clone(), weight, seed, backward)
+            },
             lm.train.optimizer.lr,
             lm.train.clip_grad_norm,
             false,

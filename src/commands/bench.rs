@@ -274,44 +274,22 @@ struct LmTask<'a> {
 impl BackendTask for LmTask<'_> {
     type Output = Result<Measurement, String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
         use burn::backend::Autodiff;
         backend::catch_crash(
             "the stage-one bench",
             "Pass --layers N to build fewer layers, or lower --seq-len / --batch",
-            || {
-                let Self {
-                    config,
-                    lm,
-                    settings,
-                    flops,
-                    peak_tflops,
-                    gpu,
-                    shape,
-                } = self;
-                if lm.activation_checkpointing {
-                    lm::bench_lm::<Autodiff<B, BalancedCheckpointing>>(
-                        config,
-                        lm,
-                        settings,
-                        flops,
-                        peak_tflops,
-                        gpu,
-                        shape,
-                        &device,
-                    )
-                } else {
-                    lm::bench_lm::<Autodiff<B>>(
-                        config,
-                        lm,
-                        settings,
-                        flops,
-                        peak_tflops,
-                        gpu,
-                        shape,
-                        &device,
-                    )
-                }
+            move || {
+                let task = self;
+                lm::bench_lm::<Autodiff<B>>(
+                    task.config,
+                    task.lm,
+                    task.settings,
+                    task.flops,
+                    task.peak_tflops,
+                    task.gpu,
+                    task.shape,
+                    &device,
+                )
             },
         )
     }

@@ -22,7 +22,7 @@ use super::prompt::{system_text, user_ids, UserTurn};
 use crate::models::glm4::tokenizer::GlmTokenizer;
 
 /// Label of positions that do not count in the loss.
-pub const IGNORE: i64 = -100;
+pub const IGNORE: i64 = crate::models::glm4::model::IGNORE_INDEX;
 /// GLM-4-Voice interleaves its replies as 13 text tokens, then 26 speech tokens, repeated.
 pub const TEXT_CHUNK: usize = 13;
 pub const SPEECH_CHUNK: usize = 26;

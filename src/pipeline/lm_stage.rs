@@ -94,18 +94,7 @@ impl BackendTask for TrainLm<'_> {
 impl TrainLm<'_> {
     fn train<B: Backend>(&self, device: B::Device) -> Result<LmReport, String> {
         use crate::train::lm::train_lm;
-        use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
         use burn::backend::Autodiff;
-        // burn recomputes cheap (memory-bound) activations in the backward pass instead of keeping them.
-        if self.recipe.lm.activation_checkpointing {
-            train_lm::<Autodiff<B, BalancedCheckpointing>>(
-                self.recipe,
-                &device,
-                self.stage_dir,
-                self.resume,
-            )
-        } else {
-            train_lm::<Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
-        }
+        train_lm::<Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
     }
 }

@@ -16,11 +16,12 @@ use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use serde::Deserialize;
 
 use super::checkpoints::Checkpoints;
+use super::lm_backward::{lm_grads, LmBackward};
 use super::metrics::MetricsLog;
 use super::part::fault_steps;
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
-use super::step::accumulate_and_step;
+use super::step::accumulate_grads_and_step;
 use crate::data::buckets::padded_len;
 use crate::data::cache::stable_hash;
 use crate::data::samples::{
@@ -265,6 +266,7 @@ pub fn train_lm<B: AutodiffBackend>(
         }
     };
     let params = named_params(&model);
+    let backward = LmBackward::for_recipe(lm.activation_checkpointing);
     let batches_per_epoch = lengths.len().div_ceil(lm.batch_size);
     let steps_per_epoch = batches_per_epoch
         .div_ceil(train_cfg.gradient_accumulation)
@@ -373,26 +375,25 @@ pub fn train_lm<B: AutodiffBackend>(
                 break 'epochs;
             }
             let step_start = Instant::now();
-            // Dropout draws depend only on (seed, step): a resumed run repeats them.
-            B::seed(
-                device,
-                recipe.seed ^ (step as u64).wrapping_mul(0x9E3779B97F4A7C15),
-            );
+            // Dropout draws depend only on (seed, step, micro-batch, layer): a resumed run
+            // repeats them.
+            let step_seed = recipe.seed ^ (step as u64).wrapping_mul(0x9E3779B97F4A7C15);
             let lr = learning_rate(&train_cfg.schedule, o.lr, step, total_steps);
             let tokens: usize = group
                 .iter()
                 .flatten()
                 .map(|&i| train[i].input_ids.len())
                 .sum();
-            let (stepped, outcome) = accumulate_and_step(
+            let (stepped, outcome) = accumulate_grads_and_step(
                 model,
                 &mut optimizer,
                 &params,
                 group.len(),
-                |model, i| {
+                |model, i, weight| {
                     let samples: Vec<&Sample> = group[i].iter().map(|&j| train[j]).collect();
                     let (ids, labels, _) = batch_tensors::<B>(&samples, token_padding, device);
-                    causal_lm_loss(model.forward(ids), labels)
+                    let seed = step_seed ^ (i as u64 + 1).wrapping_mul(0xBF58476D1CE4E5B9);
+                    lm_grads(model, ids, labels, weight, seed, backward)
                 },
                 lr,
                 train_cfg.clip_grad_norm,

@@ -40,24 +40,69 @@ where
     M: AutodiffModule<B>,
     O: Optimizer<M, B>,
 {
+    accumulate_grads_and_step(
+        model,
+        optimizer,
+        params,
+        micro_batches,
+        |model, i, weight| backward(model, loss_of(model, i) * weight),
+        lr,
+        clip_norm,
+        poison,
+    )
+}
+
+/// A micro-batch's (weighted) loss and, when it is finite, its parameter gradients.
+pub struct MicroBatchGrads {
+    pub loss: f64,
+    pub grads: GradientsParams,
+}
+
+/// The plain backward pass of `loss` (skipped when it is not finite).
+pub fn backward<B: AutodiffBackend, M: AutodiffModule<B>>(
+    model: &M,
+    loss: Tensor<B, 1>,
+) -> MicroBatchGrads {
+    let value: f64 = loss.clone().into_scalar().elem();
+    let grads = if value.is_finite() {
+        GradientsParams::from_grads(loss.backward(), model)
+    } else {
+        GradientsParams::new()
+    };
+    MicroBatchGrads { loss: value, grads }
+}
+
+/// Like [`accumulate_and_step`], for trainers that compute gradients their own way:
+/// `grads_of(model, i, weight)` returns micro-batch `i`'s loss times `weight` (1 / micro_batches)
+/// and the gradients of that weighted loss.
+#[allow(clippy::too_many_arguments)]
+pub fn accumulate_grads_and_step<B, M, O>(
+    model: M,
+    optimizer: &mut O,
+    params: &[NamedParam],
+    micro_batches: usize,
+    mut grads_of: impl FnMut(&M, usize, f64) -> MicroBatchGrads,
+    lr: f64,
+    clip_norm: Option<f64>,
+    poison: bool,
+) -> (M, StepOutcome)
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B>,
+    O: Optimizer<M, B>,
+{
     let mut accumulator = GradientsAccumulator::<M>::new();
     let mut loss = 0.0;
     let mut finite = true;
     for i in 0..micro_batches {
-        let mut micro = loss_of(&model, i) / micro_batches as f64;
-        if poison {
-            micro = micro * f64::NAN;
-        }
-        let value: f64 = micro.clone().into_scalar().elem();
+        let micro = grads_of(&model, i, 1.0 / micro_batches as f64);
+        let value = if poison { f64::NAN } else { micro.loss };
         if !value.is_finite() {
             finite = false;
             break;
         }
         loss += value;
-        accumulator.accumulate(
-            &model,
-            GradientsParams::from_grads(micro.backward(), &model),
-        );
+        accumulator.accumulate(&model, micro.grads);
     }
     let mut grads = accumulator.grads();
     let grad_norm = if finite {

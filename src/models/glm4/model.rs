@@ -243,7 +243,7 @@ pub struct Block<B: Backend> {
 }
 
 impl<B: Backend> Block<B> {
-    fn forward(
+    pub fn forward(
         &self,
         x: Tensor<B, 3>,
         positions: &Positions<B>,
@@ -308,11 +308,7 @@ impl<B: Backend> ChatGlmModel<B> {
         mut cache: Option<&mut KvCache<B>>,
     ) -> Tensor<B, 3> {
         let [batch, time] = ids.dims();
-        let table = self.transformer.embedding.word_embeddings.weight.val();
-        let hidden = table.dims()[1];
-        let mut x = table
-            .select(0, ids.reshape([batch * time]))
-            .reshape([batch, time, hidden]);
+        let mut x = self.embed(ids);
         let past = cache
             .as_ref()
             .and_then(|c| c.first())
@@ -338,8 +334,24 @@ impl<B: Backend> ChatGlmModel<B> {
         self.head(x)
     }
 
+    /// ids [batch, time] -> the first layer's input [batch, time, hidden].
+    pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+        let [batch, time] = ids.dims();
+        let table = self.transformer.embedding.word_embeddings.weight.val();
+        let hidden = table.dims()[1];
+        table
+            .select(0, ids.reshape([batch * time]))
+            .reshape([batch, time, hidden])
+    }
+
+    /// The RoPE tables and causal mask of positions `0..time` (None for a model without layers).
+    pub fn positions(&self, time: usize, device: &B::Device) -> Option<Positions<B>> {
+        let layer = self.transformer.encoder.layers.first()?;
+        Some(layer.self_attention.positions(time, 0, device))
+    }
+
     /// Final norm and output layer: hidden states -> fp32 logits.
-    fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
+    pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.transformer.encoder.final_layernorm.forward(x);
         self.transformer
             .output_layer
@@ -350,18 +362,33 @@ impl<B: Backend> ChatGlmModel<B> {
 
 /// Mean cross entropy of `logits[:, :-1]` against `labels[:, 1:]`, ignoring -100 (in fp32).
 pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: Tensor<B, 2, Int>) -> Tensor<B, 1> {
+    let time = logits.dims()[1];
+    let targets = labels.narrow(1, 1, time - 1);
+    let count = targets
+        .clone()
+        .not_equal_elem(IGNORE_INDEX)
+        .int()
+        .sum()
+        .float();
+    nll_sum(logits.narrow(1, 0, time - 1), targets) / count.cast(burn::tensor::DType::F32)
+}
+
+/// Label of positions the loss ignores (PyTorch's `ignore_index`).
+pub const IGNORE_INDEX: i64 = -100;
+
+/// Summed negative log-likelihood (fp32) of `targets` [batch, time] under `logits`
+/// [batch, time, vocab] (row t scores target t), skipping [`IGNORE_INDEX`].
+pub fn nll_sum<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> Tensor<B, 1> {
     let [batch, time, vocab] = logits.dims();
-    let logits = logits
-        .narrow(1, 0, time - 1)
-        .reshape([batch * (time - 1), vocab]);
-    let targets = labels.narrow(1, 1, time - 1).reshape([batch * (time - 1)]);
-    let keep = targets.clone().not_equal_elem(-100);
+    let logits = logits.reshape([batch * time, vocab]);
+    let targets = targets.reshape([batch * time]);
+    let keep = targets.clone().not_equal_elem(IGNORE_INDEX);
     let safe = targets.mask_fill(keep.clone().bool_not(), 0);
     let log_probs = log_softmax(logits.cast(burn::tensor::DType::F32), 1);
     let picked = log_probs
         .gather(1, safe.unsqueeze_dim(1))
-        .reshape([batch * (time - 1)]);
+        .reshape([batch * time]);
     // `float()` takes the device's default float type (f16/bf16 in half precision).
     let keep = keep.float().cast(burn::tensor::DType::F32);
-    -(picked * keep.clone()).sum() / keep.sum()
+    -(picked * keep).sum()
 }
