@@ -59,6 +59,9 @@ const GLM4_F16: crate::glm4::Tolerance = crate::glm4::Tolerance {
     logits: 1e-2,
     loss: 5e-3,
 };
+/// Stage one's recomputed gradients in f16 against the plain backward's, relative to each
+/// gradient's largest entry (the two orders of summation round differently in f16).
+const RECOMPUTE_F16: f64 = 1e-2;
 /// The flow in f16: every output within 1% (relative to its largest value). Measured on
 /// lavapipe: 5.6e-3 at most (the estimator), Euler solve 1.9e-3.
 const FLOW_F16: f64 = 1e-2;
@@ -113,6 +116,17 @@ fn f16_checks() {
     let glm4 = crate::glm4::parity_on::<W16>(GLM4_F16, &device);
     let flow = crate::decoder::flow_parity_on::<W16>(FLOW_F16, &device);
     println!("wgpu GLM-4 f16 (logits rel. error, loss error) [base, lora]: {glm4:?}\nwgpu flow f16 {flow:?}");
+    // Stage one's recomputed LoRA gradients in f16 (fp32 loss) against its plain backward.
+    let recompute = {
+        use arp_train::models::glm4::load::{load_adapter, load_model};
+        use arp_train::models::params::set_trainable;
+        let dir = crate::glm4::fixture();
+        let (mut model, _) = load_model::<Autodiff<W16>>(&dir.join("model"), &device).unwrap();
+        load_adapter(&mut model, &dir.join("adapter"), &device).unwrap();
+        let model = set_trainable(model, |name| name.contains(".lora."));
+        crate::glm4_recompute::compare_on(&model, 5, RECOMPUTE_F16, &device)
+    };
+    println!("wgpu f16 stage one (plain loss, recomputed loss, worst gradient difference): {recompute:?}");
 }
 
 #[test]

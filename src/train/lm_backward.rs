@@ -10,7 +10,7 @@
 
 use burn::optim::{GradientsAccumulator, GradientsParams};
 use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{ElementConversion, Int, Tensor};
+use burn::tensor::{DType, ElementConversion, Int, Tensor};
 
 use super::recompute::{backward_through, forward_keeping_inputs, vjp};
 use super::step::{backward, MicroBatchGrads};
@@ -151,7 +151,9 @@ fn recomputed_grads<B: AutodiffBackend>(
     // The head and loss over chunks of positions: position t predicts labels[:, t + 1].
     let scale = weight / counted as f64;
     let rows = (loss_chunk_tokens / batch).max(1);
-    let mut loss = Tensor::<B::InnerBackend, 1>::zeros([1], &device);
+    // The loss is fp32 whatever the compute dtype (`nll_sum`), and so is its seed.
+    let seed = Tensor::<B::InnerBackend, 1>::ones([1], &device).cast(DType::F32);
+    let mut chunk_losses = Vec::new();
     let mut last_grad = Vec::new();
     for start in (0..time - 1).step_by(rows) {
         let len = rows.min(time - 1 - start);
@@ -159,10 +161,10 @@ fn recomputed_grads<B: AutodiffBackend>(
         let (grad, params) = vjp(
             model,
             last.clone().narrow(1, start, len),
-            Tensor::<B::InnerBackend, 1>::ones([1], &device),
+            seed.clone(),
             |m: &ChatGlmModel<B>, h: Tensor<B, 3>| {
                 let chunk_loss = nll_sum(m.head(h), targets) * scale;
-                loss = loss.clone() + chunk_loss.clone().inner();
+                chunk_losses.push(chunk_loss.clone().inner());
                 chunk_loss
             },
         );
@@ -182,7 +184,11 @@ fn recomputed_grads<B: AutodiffBackend>(
             .backward();
         keep(GradientsParams::from_module(&mut grads, model));
     }
-    let loss: f64 = loss.into_scalar().elem();
+    let loss: f64 = if chunk_losses.is_empty() {
+        0.0
+    } else {
+        Tensor::cat(chunk_losses, 0).sum().into_scalar().elem()
+    };
     MicroBatchGrads {
         loss,
         grads: if loss.is_finite() {

@@ -364,13 +364,14 @@ impl<B: Backend> ChatGlmModel<B> {
 pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: Tensor<B, 2, Int>) -> Tensor<B, 1> {
     let time = logits.dims()[1];
     let targets = labels.narrow(1, 1, time - 1);
+    // 0/1 in the device's float type are exact; the sum is taken in fp32 (bf16 counts only to 256).
     let count = targets
         .clone()
         .not_equal_elem(IGNORE_INDEX)
-        .int()
-        .sum()
-        .float();
-    nll_sum(logits.narrow(1, 0, time - 1), targets) / count.cast(burn::tensor::DType::F32)
+        .float()
+        .cast(burn::tensor::DType::F32)
+        .sum();
+    nll_sum(logits.narrow(1, 0, time - 1), targets) / count
 }
 
 /// Label of positions the loss ignores (PyTorch's `ignore_index`).
