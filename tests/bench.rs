@@ -74,28 +74,33 @@ fn bench_times_all_three_stages_and_writes_the_baseline_input() {
     assert_eq!(stages[2]["shape"]["crops"], 2);
 }
 
+/// `arp-train bench --recipe recipes/tiny.yaml --stages STAGE` for one step (no warm-up), with
+/// `extra` flags: the JSON report it writes.
+fn one_step_report(stage: &str, extra: &[&str]) -> serde_json::Value {
+    let dir = tempfile::tempdir().unwrap();
+    let json = dir.path().join("report.json");
+    let mut args = vec![
+        "bench",
+        "--recipe",
+        "recipes/tiny.yaml",
+        "--stages",
+        stage,
+        "--steps",
+        "1",
+        "--warmup",
+        "0",
+        "--json",
+        json.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = arp_train(&repo(), &args);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap()
+}
+
 #[test]
 fn bench_stage_selection_and_bad_flags_are_clear() {
-    let dir = tempfile::tempdir().unwrap();
-    let json = dir.path().join("flow.json");
-    let out = arp_train(
-        &repo(),
-        &[
-            "bench",
-            "--recipe",
-            "recipes/tiny.yaml",
-            "--stages",
-            "flow",
-            "--steps",
-            "1",
-            "--warmup",
-            "0",
-            "--json",
-            json.to_str().unwrap(),
-        ],
-    );
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let report = one_step_report("flow", &[]);
     assert_eq!(report["stages"].as_array().unwrap().len(), 1);
 
     let bad = |args: &[&str], expected: &str| {
@@ -131,39 +136,23 @@ fn bench_stage_selection_and_bad_flags_are_clear() {
 /// 4.6x this bound.)
 #[test]
 fn stage_one_memory_per_layer_is_its_weights_and_its_input() {
-    let dir = tempfile::tempdir().unwrap();
     let peak = |layers: usize| -> f64 {
-        let json = dir.path().join(format!("l{layers}.json"));
         let layers = layers.to_string();
-        let out = arp_train(
-            &repo(),
+        let report = one_step_report(
+            "lm",
             &[
-                "bench",
-                "--recipe",
-                "recipes/tiny.yaml",
-                "--stages",
-                "lm",
                 "--lm-config",
                 "tests/fixtures/glm4-mid/config.json",
                 "--seq-len",
                 "1024",
                 "--batch",
                 "1",
-                "--steps",
-                "1",
-                "--warmup",
-                "0",
                 "--layers",
                 &layers,
                 "--set",
                 "lm.lora.rank=32",
-                "--json",
-                json.to_str().unwrap(),
             ],
         );
-        assert!(out.status.success(), "{}", text(&out.stderr));
-        let report: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
         report["stages"][0]["peak_memory_bytes"].as_u64().unwrap() as f64
     };
     let per_layer = (peak(4) - peak(2)) / 2.0;

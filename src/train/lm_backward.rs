@@ -175,7 +175,7 @@ fn recomputed_grads<B: AutodiffBackend>(
     last_grad.push(last.narrow(1, time - 1, 1).zeros_like());
     let upstream = Tensor::cat(last_grad, 1);
 
-    let embedded_grad = backward_through(layers, inputs, upstream, forward, |_, g| keep(g));
+    let embedded_grad = backward_through(layers, inputs, upstream, forward, &mut keep);
     let table = &model.transformer.embedding.word_embeddings.weight;
     if table.is_require_grad() {
         let embedded = model.embed(ids);

@@ -43,7 +43,7 @@ pub fn backward_through<B, M, const D: usize>(
     inputs: Vec<Tensor<B::InnerBackend, D>>,
     upstream: Tensor<B::InnerBackend, D>,
     forward: impl Fn(usize, &M, Tensor<B, D>) -> Tensor<B, D>,
-    mut sink: impl FnMut(&M, GradientsParams),
+    mut sink: impl FnMut(GradientsParams),
 ) -> Tensor<B::InnerBackend, D>
 where
     B: AutodiffBackend,
@@ -53,7 +53,7 @@ where
     let mut grad = upstream;
     for (i, (block, input)) in blocks.iter().zip(inputs).enumerate().rev() {
         let (input_grad, params) = vjp(block, input, grad, |m, x| forward(i, m, x));
-        sink(block, params);
+        sink(params);
         grad = input_grad;
     }
     grad
@@ -149,7 +149,7 @@ mod tests {
             |_: &Stack<A>, y: Tensor<A, 2>| loss_of(y),
         );
         let mut accumulator = GradientsAccumulator::<Stack<A>>::new();
-        let input_grad = backward_through(&model.layers, inputs, upstream, forward, |_, g| {
+        let input_grad = backward_through(&model.layers, inputs, upstream, forward, |g| {
             accumulator.accumulate(&model, g)
         });
         let recomputed = accumulator.grads();
