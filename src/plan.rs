@@ -362,17 +362,28 @@ impl MemoryEstimate {
         } else {
             (l * block, logits(tokens))
         };
-        let master = if recipe.lm.finetune == FinetuneMode::Full && dtype_bytes == 2 {
-            4
+        // Trained parameters are fp32 (LoRA matrices, or full fine-tuning's master weights in
+        // place of the base's); their gradients and both AdamW moments are fp32 too.
+        let full = recipe.lm.finetune == FinetuneMode::Full;
+        let frozen = if full { total - trainable } else { total };
+        // Full fine-tuning in half precision casts each master weight to the compute dtype
+        // where it is used; the matmul's backward keeps that copy: all of them without
+        // recomputation, one block's (and the output layer's) with it.
+        let cast_copies = if full && dtype_bytes == 2 {
+            if recipe.lm.activation_checkpointing {
+                (c.parameter_count() as f64 / l.max(1.0)) * d + c.padded_vocab_size as f64 * h * d
+            } else {
+                trainable as f64 * d
+            }
         } else {
-            0
+            0.0
         };
         MemoryEstimate {
             dtype_bytes,
-            weights: total * dtype_bytes,
-            trainable_state: trainable * (4 + 8 + master),
+            weights: frozen * dtype_bytes + trainable * 4,
+            trainable_state: trainable * (4 + 8),
             kept_activations: kept as u64,
-            working_set: (working + transposed_copy + RUNTIME_BYTES) as u64,
+            working_set: (working + transposed_copy + cast_copies + RUNTIME_BYTES) as u64,
         }
     }
 
@@ -383,7 +394,7 @@ impl MemoryEstimate {
     pub fn render(&self) -> String {
         let gib = |x: u64| x as f64 / (1u64 << 30) as f64;
         format!(
-            "lm memory estimate per step: {:.1} GiB = weights {:.1} ({} bytes/param) + trainable state {:.1} + kept activations {:.1} + working set {:.1}",
+            "lm memory estimate per step: {:.1} GiB = weights {:.1} (frozen at {} bytes/param, trained in fp32) + trainable state {:.1} + kept activations {:.1} + working set {:.1}",
             gib(self.total()),
             gib(self.weights),
             self.dtype_bytes,
@@ -479,7 +490,10 @@ mod tests {
         let lora = estimate(&c, &bf16, 32);
         let gib = |m: &MemoryEstimate| m.total() as f64 / (1u64 << 30) as f64;
         println!("LoRA: {}", lora.render());
-        assert_eq!(lora.weights, 2 * 9_542_557_696);
+        // The bf16 base and the fp32 adapter, whose gradient and two moments are fp32 too.
+        let adapter = lora.trainable_state / 12;
+        assert!(adapter > 0);
+        assert_eq!(lora.weights, 2 * 9_542_557_696 + 4 * adapter);
         assert!(gib(&lora) < 40.0, "{}", lora.render());
         // Without recomputation every block's activations stay: far beyond one GPU.
         let plain = estimate(
@@ -488,9 +502,11 @@ mod tests {
             32,
         );
         assert!(gib(&plain) > 2.0 * gib(&lora), "{}", plain.render());
-        // Full fine-tuning: bf16 weights, fp32 gradients, moments and master copy (18 B/param).
+        // Full fine-tuning: fp32 master weights, gradients and moments (16 B/param), plus the
+        // bf16 copies of one block's weights and the output layer while they are used.
         let full = estimate(&c, &[bf16.as_slice(), &["lm.finetune=full"]].concat(), 32);
         println!("full: {}", full.render());
-        assert_eq!(full.trainable_state, 16 * 9_542_557_696);
+        assert_eq!(full.weights, 4 * 9_542_557_696);
+        assert_eq!(full.trainable_state, 12 * 9_542_557_696);
     }
 }

@@ -11,6 +11,7 @@ mod eval_cli;
 mod eval_parity;
 mod generate;
 mod glm4;
+mod glm4_precision;
 mod glm4_recompute;
 mod glm4_tokenizer;
 mod pipeline;

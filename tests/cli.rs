@@ -71,6 +71,24 @@ fn unusable_devices_are_clear_errors_not_panics() {
         "{}",
         text(&out.stdout)
     );
+
+    // The recipe is checked for the device `--device` names: bf16 is fine for CUDA though the
+    // tiny recipe says `device: cpu`, and the memory estimate is bf16's.
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--device",
+            "cuda",
+            "--set",
+            "dtype=bf16",
+            "--dry-run",
+        ],
+    );
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(stdout.contains("frozen at 2 bytes/param"), "{stdout}");
 }
 
 #[test]

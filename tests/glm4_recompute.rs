@@ -18,7 +18,7 @@ use crate::glm4::{fixture, ints, Expected};
 
 type A = Autodiff<NdArray<f32>>;
 
-fn flat<A: AutodiffBackend>(grads: &GradientsParams, id: ParamId) -> Option<Vec<f32>> {
+pub fn flat<A: AutodiffBackend>(grads: &GradientsParams, id: ParamId) -> Option<Vec<f32>> {
     grads
         .get::<A::InnerBackend, 1>(id)
         .map(to_host_f32)

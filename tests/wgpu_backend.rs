@@ -8,8 +8,10 @@
 //!   flow, HiFT and the speaker encoder in fp32 within the CPU tests' tolerances; GLM-4 and the
 //!   flow in f16 within the tolerances below;
 //! - LoRA gradients when only LoRA parameters require grad (burn #5162): finite, equal to CPU's;
-//! - training: stage one's steps on wgpu track the CPU run's; a run killed while writing a
-//!   checkpoint resumes to the same adapter bit for bit; no autotune line at the default level;
+//! - training: stage one's steps on wgpu track the CPU run's, in fp32 and in f16 (fp32 adapter
+//!   and AdamW state: one step at lr 1e-5 survives, a reloaded optimizer takes the same step);
+//!   an f16 run killed while writing a checkpoint resumes to the same adapter bit for bit; no
+//!   autotune line at the default level;
 //!   the flow's steps track the CPU run's. The vocoder's comparison is opt-in
 //!   (`ARP_WGPU_TRAINING=1`): compiling its kernels on lavapipe takes longer than CI's budget.
 
@@ -62,6 +64,9 @@ const GLM4_F16: crate::glm4::Tolerance = crate::glm4::Tolerance {
 /// Stage one's recomputed gradients in f16 against the plain backward's, relative to each
 /// gradient's largest entry (the two orders of summation round differently in f16).
 const RECOMPUTE_F16: f64 = 1e-2;
+/// Stage one's loss over repeated f16 steps (fp32 LoRA and AdamW state) against the fp32 CPU
+/// run's, relative.
+const F16_TRAINING_LOSS: f64 = 5e-3;
 /// The flow in f16: every output within 1% (relative to its largest value). Measured on
 /// lavapipe: 5.6e-3 at most (the estimator), Euler solve 1.9e-3.
 const FLOW_F16: f64 = 1e-2;
@@ -127,6 +132,48 @@ fn f16_checks() {
         crate::glm4_recompute::compare_on(&model, 5, RECOMPUTE_F16, &device)
     };
     println!("wgpu f16 stage one (plain loss, recomputed loss, worst gradient difference): {recompute:?}");
+    f16_mixed_precision_checks(&device);
+}
+
+/// Stage one in f16 with fp32 trained parameters, gradients and AdamW state: an AdamW step far
+/// below f16's resolution still moves every weight (LoRA, and full fine-tuning's master
+/// weights), a step after reloading the optimizer from a checkpoint is the same step, and the
+/// loss of repeated steps follows the CPU's fp32 curve.
+fn f16_mixed_precision_checks(device: &WgpuDevice) {
+    use crate::glm4_precision::{loss_curve_on, resumed_step_matches_on, small_updates_survive_on};
+    for lora in [true, false] {
+        let s = small_updates_survive_on::<Autodiff<W16>>(lora, 1e-5, device);
+        println!("wgpu f16 AdamW step at lr 1e-5 (lora {lora}): {s:?}");
+        assert!(s.checked >= 1000 && s.worst_update_error <= 0.01, "{s:?}");
+        // The check means something: in f16 weights most of these updates would round away.
+        assert!(s.lost_in_half >= 0.5, "{s:?}");
+    }
+    let worst = resumed_step_matches_on::<Autodiff<W16>>(false, device);
+    println!("wgpu f16 step after reloading the optimizer: largest difference {worst:e}");
+    assert_eq!(worst, 0.0);
+    // Why optimizer.safetensors exists: burn 0.21's recorder loads the moments in the compute
+    // dtype, so a step after reloading its file is another step.
+    let legacy = resumed_step_matches_on::<Autodiff<W16>>(true, device);
+    println!("wgpu f16 step after reloading burn's optimizer.bin: largest difference {legacy:e}");
+    assert!(
+        legacy > 0.0,
+        "burn's recorder kept fp32 moments: optimizer.bin would do"
+    );
+    let (steps, lr) = (8, 1e-3);
+    let cpu = loss_curve_on::<Autodiff<NdArray<f32>>>(true, steps, lr, &Default::default());
+    let f16 = loss_curve_on::<Autodiff<W16>>(true, steps, lr, device);
+    let gap = cpu
+        .iter()
+        .zip(&f16)
+        .map(|(a, b)| (a - b).abs() / a.abs())
+        .fold(0.0f64, f64::max);
+    let (fell_cpu, fell_f16) = (cpu[0] - cpu[steps - 1], f16[0] - f16[steps - 1]);
+    println!("LoRA loss over {steps} steps at lr {lr}: cpu fp32 {cpu:?}\nwgpu f16 {f16:?}\nworst relative gap {gap:e}; fell {fell_cpu} (fp32) vs {fell_f16} (f16)");
+    assert!(
+        gap <= F16_TRAINING_LOSS,
+        "f16 losses leave the fp32 curve by {gap:e}"
+    );
+    assert!(fell_cpu > 0.0 && (fell_f16 - fell_cpu).abs() <= 0.1 * fell_cpu);
 }
 
 #[test]
@@ -280,14 +327,26 @@ fn stage_one_on_wgpu_tracks_the_cpu_and_resumes_exactly() {
     // The LoRA A matrices are drawn on the host, so both runs start from the same adapter.
     assert_tracks(&cpu, &gpu, "lm", 1e-4);
 
+    // In f16 (fp32 adapter and AdamW state), within f16's rounding of the loss.
+    let f16 = ["--set", "device=wgpu", "--set", "dtype=fp16"];
+    let half = dir.path().join("f16");
+    let out = run(&half, &cache, "wgpu", "lm", &f16, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_tracks(&cpu, &half, "lm", F16_TRAINING_LOSS);
+
     // A crash while step 2's checkpoint is written (step 1's is complete), then a rerun:
-    // stage one resumes from step 1 and ends with the uninterrupted run's adapter.
+    // stage one resumes from step 1 and ends with the uninterrupted run's adapter, in f16.
+    let gpu = half;
     let crashed = dir.path().join("crashed");
     let crash = [("ARP_FAULT_ABORT_IN_CHECKPOINT", "2")];
-    let out = run(&crashed, &cache, "wgpu", "lm", &[], &crash);
+    let out = run(&crashed, &cache, "wgpu", "lm", &f16, &crash);
     assert!(!out.status.success());
     assert!(crashed.join("lm/step-000001/complete").exists());
-    let out = run(&crashed, &cache, "wgpu", "lm", &["--resume"], &[]);
+    assert!(crashed
+        .join("lm/step-000001/optimizer.safetensors")
+        .exists());
+    let resume = [f16.as_slice(), &["--resume"]].concat();
+    let out = run(&crashed, &cache, "wgpu", "lm", &resume, &[]);
     let stderr = text(&out.stderr);
     assert!(out.status.success(), "{stderr}");
     assert!(

@@ -34,7 +34,14 @@ pub fn output_override(dir: &Path) -> String {
 }
 
 pub fn run(args: RunArgs) -> Exit {
-    let mut overrides = args.overrides.clone();
+    // `--device` first, so the recipe is checked for the device it will run on (`--device wgpu
+    // --set dtype=fp16` on a CPU recipe); a `--set device=` after it still loses to the flag.
+    let mut overrides: Vec<String> = args
+        .device
+        .map(|d| format!("device={d}"))
+        .into_iter()
+        .collect();
+    overrides.extend(args.overrides.iter().cloned());
     if let Some(dir) = &args.output {
         overrides.push(output_override(dir));
     }

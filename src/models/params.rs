@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use burn::module::{Module, ModuleMapper, ModuleVisitor, Param, ParamId};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 
 /// A parameter whose id is derived from its name, so the same model built twice (a run and its
 /// resumption) has the same ids, and optimizer state saved by id finds its parameters again.
@@ -105,6 +105,29 @@ pub fn set_trainable<B: Backend, M: Module<B>>(module: M, trainable: impl Fn(&st
         .map(|p| p.id)
         .collect();
     module.map(&mut SetTrainable(ids))
+}
+
+struct TrainableInFp32;
+
+impl<B: Backend> ModuleMapper<B> for TrainableInFp32 {
+    fn map_float<const D: usize>(&mut self, param: Param<Tensor<B, D>>) -> Param<Tensor<B, D>> {
+        param.map(|tensor| {
+            if !tensor.is_require_grad() || tensor.dtype() == DType::F32 {
+                return tensor;
+            }
+            // Untracked first (burn's `detach` keeps `require_grad`), so the fp32 copy is a leaf
+            // of its own, not a cast node.
+            tensor
+                .set_require_grad(false)
+                .cast(DType::F32)
+                .require_grad()
+        })
+    }
+}
+
+/// Converts every trainable parameter to fp32 (a no-op for those already fp32, and on the CPU).
+pub fn trainable_in_fp32<B: Backend, M: Module<B>>(module: M) -> M {
+    module.map(&mut TrainableInFp32)
 }
 
 /// `*` matches any run of characters (including dots); everything else matches itself.

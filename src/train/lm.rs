@@ -7,12 +7,10 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use burn::module::AutodiffModule;
-use burn::optim::Optimizer;
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{Int, Tensor, TensorData};
 use serde::Serialize;
 
-use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use serde::Deserialize;
 
 use super::checkpoints::Checkpoints;
@@ -31,8 +29,8 @@ use crate::models::glm4::export::save_weights;
 use crate::models::glm4::export::{
     save_adapter, save_merged, AdapterInfo, ExportDtype, DEFAULT_MAX_SHARD_BYTES,
 };
-use crate::models::glm4::finetune::prepare_for_finetune;
-use crate::models::glm4::load::{load_adapter, load_model};
+use crate::models::glm4::finetune::{is_trained, prepare_for_finetune};
+use crate::models::glm4::load::{load_adapter, load_model, load_model_keeping_fp32};
 use crate::models::glm4::model::{causal_lm_loss, ChatGlmModel};
 use crate::models::glm4::tokenizer::GlmTokenizer;
 use crate::models::params::{named_params, set_trainable};
@@ -218,7 +216,7 @@ pub fn train_lm<B: AutodiffBackend>(
     };
     let o = &train_cfg.optimizer;
     let mut optimizer = super::adamw(o).init::<B, ChatGlmModel<B>>();
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+    let trained = |name: &str| is_trained(lm, name);
     let mut state = TrainerState {
         step: 0,
         epoch: 0,
@@ -230,7 +228,7 @@ pub fn train_lm<B: AutodiffBackend>(
     };
     let mut model = match &resume_from {
         None => prepare_for_finetune(
-            load_model::<B>(base_dir, device)?.0,
+            load_model_keeping_fp32::<B>(base_dir, device, &trained)?.0,
             lm,
             recipe.seed,
             device,
@@ -244,19 +242,16 @@ pub fn train_lm<B: AutodiffBackend>(
                 FinetuneMode::Lora => {
                     let (mut model, _) = load_model::<B>(base_dir, device)?;
                     load_adapter(&mut model, &dir.join("adapter"), device)?;
-                    set_trainable(model, |name| name.contains(".lora."))
+                    set_trainable(model, trained)
                 }
                 FinetuneMode::Full => prepare_for_finetune(
-                    load_model::<B>(&dir.join("weights"), device)?.0,
+                    load_model_keeping_fp32::<B>(&dir.join("weights"), device, &trained)?.0,
                     lm,
                     recipe.seed,
                     device,
                 )?,
             };
-            let record = recorder
-                .load(dir.join("optimizer"), device)
-                .map_err(|e| format!("{}: optimizer state: {e}", dir.display()))?;
-            optimizer = optimizer.load_record(record);
+            optimizer = super::adamw_state::load(optimizer, &named_params(&model), dir, device)?;
             let text = std::fs::read_to_string(dir.join("trainer_state.json"))
                 .map_err(|e| format!("{}: {e}", dir.display()))?;
             state = serde_json::from_str(&text)
@@ -326,9 +321,7 @@ pub fn train_lm<B: AutodiffBackend>(
                     // Test hook: a crash in the middle of writing a checkpoint.
                     std::process::abort();
                 }
-                recorder
-                    .record(optimizer.to_record(), dir.join("optimizer"))
-                    .map_err(std::io::Error::other)?;
+                super::adamw_state::save(optimizer, &params, &dir.join(super::adamw_state::FILE))?;
                 std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
                 std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
             })

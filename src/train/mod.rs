@@ -1,6 +1,7 @@
 //! The training machinery both stages share: learning-rate schedules, step checkpoints with
 //! atomic writes and pruning, and the metrics log.
 
+pub mod adamw_state;
 pub mod checkpoints;
 pub mod decoder;
 pub mod flow;

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
-use burn::tensor::Tensor;
+use burn::tensor::{DType, Tensor};
 use safetensors::tensor::{Dtype, TensorView};
 
 use super::load::{for_each_target, peft_name};
@@ -36,8 +36,11 @@ pub fn merge_lora<B: Backend>(mut model: ChatGlmModel<B>) -> ChatGlmModel<B> {
         .collect();
     for_each_target(&mut model, &all, |_, linear| {
         if let Some(lora) = linear.lora.take() {
+            // The adapter is fp32: add in fp32, store in the base weight's dtype.
             let delta = padded_matmul(lora.lora_b.val(), lora.lora_a.val()) * lora.scale;
-            let merged = linear.weight.val() + delta;
+            let weight = linear.weight.val();
+            let dtype = weight.dtype();
+            let merged = (weight.cast(DType::F32) + delta.cast(DType::F32)).cast(dtype);
             linear.weight = Param::from_tensor(merged.detach());
         }
         Ok(())

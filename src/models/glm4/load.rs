@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Param;
 use burn::tensor::backend::Backend;
-use burn::tensor::{Distribution, Tensor, TensorData};
+use burn::tensor::{DType, Distribution, Tensor, TensorData};
 use serde::Deserialize;
 
 use super::config::Glm4Config;
@@ -70,6 +70,9 @@ enum Weights<'a> {
 struct Reader<'a, B: Backend> {
     weights: Weights<'a>,
     device: B::Device,
+    /// Parameters created in fp32 whatever the compute dtype: the ones training will update
+    /// (master weights), so a checkpoint's fp32 values are not rounded on the way in.
+    keep_fp32: &'a dyn Fn(&str) -> bool,
 }
 
 impl<B: Backend> Reader<'_, B> {
@@ -80,11 +83,12 @@ impl<B: Backend> Reader<'_, B> {
     ) -> Result<Tensor<B, D>, TensorError> {
         match self.weights {
             Weights::Checkpoint(source) => {
-                let values = source.f32(name, &shape)?;
-                Ok(Tensor::from_data(
-                    TensorData::new(values, shape),
-                    &self.device,
-                ))
+                let data = TensorData::new(source.f32(name, &shape)?, shape);
+                Ok(if (self.keep_fp32)(name) {
+                    Tensor::from_data(data, (&self.device, DType::F32))
+                } else {
+                    Tensor::from_data(data, &self.device)
+                })
             }
             Weights::Random if name.ends_with("layernorm.weight") => {
                 Ok(Tensor::ones(shape, &self.device))
@@ -136,28 +140,31 @@ impl<B: Backend> Reader<'_, B> {
     }
 }
 
-/// Builds the model from named tensors of `c`'s shapes.
+/// Builds the model from named tensors of `c`'s shapes; those `keep_fp32` names stay fp32.
 pub fn build<B: Backend>(
     source: &dyn TensorSource,
     c: &Glm4Config,
     device: &B::Device,
+    keep_fp32: &dyn Fn(&str) -> bool,
 ) -> Result<ChatGlmModel<B>, TensorError> {
-    build_from(Weights::Checkpoint(source), c, device)
+    build_from(Weights::Checkpoint(source), c, device, keep_fp32)
 }
 
 /// A model of `c`'s shapes with random weights drawn on the device (seed with `B::seed`).
 pub fn build_random<B: Backend>(c: &Glm4Config, device: &B::Device) -> ChatGlmModel<B> {
-    build_from(Weights::Random, c, device).expect("random weights are never missing")
+    build_from(Weights::Random, c, device, &|_| false).expect("random weights are never missing")
 }
 
 fn build_from<B: Backend>(
     weights: Weights<'_>,
     c: &Glm4Config,
     device: &B::Device,
+    keep_fp32: &dyn Fn(&str) -> bool,
 ) -> Result<ChatGlmModel<B>, TensorError> {
     let r = Reader::<B> {
         weights,
         device: device.clone(),
+        keep_fp32,
     };
     let shape = |name: &str| c.linear_shape(name).expect("known layer");
     let layers = (0..c.num_layers)
@@ -229,14 +236,25 @@ fn build_from<B: Backend>(
     })
 }
 
-/// Loads GLM-4-Voice-9B (or a model of its architecture) from a Hugging Face directory.
+/// Loads GLM-4-Voice-9B (or a model of its architecture) from a Hugging Face directory, in the
+/// device's compute dtype.
 pub fn load_model<B: Backend>(
     dir: &Path,
     device: &B::Device,
 ) -> Result<(ChatGlmModel<B>, Glm4Config), String> {
+    load_model_keeping_fp32(dir, device, &|_| false)
+}
+
+/// Like [`load_model`], with the parameters `keep_fp32` names in fp32 (the ones full
+/// fine-tuning trains: its master weights).
+pub fn load_model_keeping_fp32<B: Backend>(
+    dir: &Path,
+    device: &B::Device,
+    keep_fp32: &dyn Fn(&str) -> bool,
+) -> Result<(ChatGlmModel<B>, Glm4Config), String> {
     let config = Glm4Config::from_file(&dir.join("config.json")).map_err(|e| e.to_string())?;
     let store = TensorStore::open(&shard_files(dir)?).map_err(|e| e.to_string())?;
-    let model = build::<B>(&store, &config, device).map_err(|e| e.to_string())?;
+    let model = build::<B>(&store, &config, device, keep_fp32).map_err(|e| e.to_string())?;
     let extra: Vec<String> = store
         .unused()
         .into_iter()
@@ -294,7 +312,7 @@ pub fn for_each_target<B: Backend>(
     Ok(())
 }
 
-/// Attaches a PEFT adapter directory to `model`.
+/// Attaches a PEFT adapter directory to `model` (in fp32, as PEFT keeps adapters).
 pub fn load_adapter<B: Backend>(
     model: &mut ChatGlmModel<B>,
     dir: &Path,
@@ -321,7 +339,10 @@ pub fn load_adapter<B: Backend>(
             let values = store
                 .f32(&peft_name(module, matrix), &shape)
                 .map_err(|e| e.to_string())?;
-            Ok(Tensor::from_data(TensorData::new(values, shape), device))
+            Ok(Tensor::from_data(
+                TensorData::new(values, shape),
+                (device, DType::F32),
+            ))
         };
         linear.lora = Some(LoraAdapter::new(
             module,
@@ -344,8 +365,8 @@ pub fn load_adapter<B: Backend>(
 }
 
 /// Adds fresh LoRA adapters (PEFT's initialization: A Kaiming-uniform, B zero, so training
-/// starts from the base model) on `targets`. A is drawn on the host from `seed`, so every
-/// backend (CPU, wgpu, CUDA) starts from the same adapter; device RNGs differ per backend.
+/// starts from the base model) on `targets`, in fp32. A is drawn on the host from `seed`, so
+/// every backend (CPU, wgpu, CUDA) starts from the same adapter; device RNGs differ per backend.
 pub fn add_lora<B: Backend>(
     model: &mut ChatGlmModel<B>,
     targets: &[String],
@@ -362,8 +383,8 @@ pub fn add_lora<B: Backend>(
         let values: Vec<f32> = (0..rank * input)
             .map(|_| rng.symmetric(bound) as f32)
             .collect();
-        let a = Tensor::from_data(TensorData::new(values, [rank, input]), device);
-        let b = Tensor::zeros([output, rank], device);
+        let a = Tensor::from_data(TensorData::new(values, [rank, input]), (device, DType::F32));
+        let b = Tensor::zeros([output, rank], (device, DType::F32));
         linear.lora = Some(LoraAdapter::new(module, a, b, alpha, dropout));
         Ok(())
     })

@@ -7,13 +7,15 @@ use burn::module::{Module, Param};
 use burn::nn::{Dropout, DropoutConfig};
 use burn::tensor::activation::{log_softmax, silu, softmax};
 use burn::tensor::backend::Backend;
-use burn::tensor::{Bool, Int, Tensor, TensorData};
+use burn::tensor::{Bool, DType, Int, Tensor, TensorData};
 
 use crate::models::padded_matmul::padded_matmul;
 use crate::models::params::named_param;
 
 /// A LoRA adapter on one linear layer: `y += (alpha / r) * dropout(x) A^T B^T`. A is [r, in]
-/// and B is [out, r], PEFT's `lora_A.weight` / `lora_B.weight`.
+/// and B is [out, r], PEFT's `lora_A.weight` / `lora_B.weight`. A and B are fp32 whatever the
+/// compute dtype (PEFT's `autocast_adapter_dtype`): the adapter's input is cast to fp32 and its
+/// output back, so updates far below bf16/f16 resolution are kept.
 #[derive(Module, Debug)]
 pub struct LoraAdapter<B: Backend> {
     pub lora_a: Param<Tensor<B, 2>>,
@@ -41,10 +43,31 @@ impl<B: Backend> LoraAdapter<B> {
     }
 
     fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let x = self.dropout.forward(x);
-        let down = padded_matmul(x, self.lora_a.val().transpose().unsqueeze());
-        padded_matmul(down, self.lora_b.val().transpose().unsqueeze()) * self.scale
+        let dtype = x.dtype();
+        let a = self.lora_a.val();
+        let x = self.dropout.forward(in_dtype(x, a.dtype()));
+        let down = padded_matmul(x, a.transpose().unsqueeze());
+        let up = padded_matmul(down, self.lora_b.val().transpose().unsqueeze()) * self.scale;
+        in_dtype(up, dtype)
     }
+}
+
+/// `tensor` in `dtype`: a no-op (no copy, no autodiff node) when it already is. Parameters kept
+/// in fp32 for training (LoRA, full fine-tuning's master weights) meet activations in the
+/// compute dtype through it.
+fn in_dtype<B: Backend, const D: usize>(tensor: Tensor<B, D>, dtype: DType) -> Tensor<B, D> {
+    if tensor.dtype() == dtype {
+        tensor
+    } else {
+        tensor.cast(dtype)
+    }
+}
+
+/// The float dtype the device computes in (its default: bf16/f16 in half precision).
+pub fn compute_dtype<B: Backend>(device: &B::Device) -> DType {
+    burn::tensor::get_device_settings::<B>(device)
+        .float_dtype
+        .into()
 }
 
 /// A linear layer with PyTorch's weight layout and an optional LoRA adapter, computed as
@@ -58,9 +81,11 @@ pub struct Linear<B: Backend> {
 
 impl<B: Backend> Linear<B> {
     pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
-        let mut y = padded_matmul(x.clone(), self.weight.val().transpose().unsqueeze());
+        let dtype = x.dtype();
+        let weight = in_dtype(self.weight.val(), dtype);
+        let mut y = padded_matmul(x.clone(), weight.transpose().unsqueeze());
         if let Some(bias) = &self.bias {
-            y = y + bias.val().unsqueeze();
+            y = y + in_dtype(bias.val(), dtype).unsqueeze();
         }
         if let Some(lora) = &self.lora {
             y = y + lora.forward(x);
@@ -85,11 +110,11 @@ pub struct RmsNorm<B: Backend> {
 impl<B: Backend> RmsNorm<B> {
     pub fn forward(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let dtype = x.dtype();
-        let x32 = x.cast(burn::tensor::DType::F32);
+        let x32 = x.cast(DType::F32);
         let scale = (x32.clone().powi_scalar(2).mean_dim(2) + self.eps)
             .sqrt()
             .recip();
-        (x32 * scale).cast(dtype) * self.weight.val().unsqueeze()
+        (x32 * scale).cast(dtype) * in_dtype(self.weight.val(), dtype).unsqueeze()
     }
 }
 
@@ -209,8 +234,7 @@ impl<B: Backend> SelfAttention<B> {
         };
         let (k, v) = (expand(k), expand(v));
         let dtype = q.dtype();
-        let scores =
-            padded_matmul(q, k.swap_dims(2, 3)).cast(burn::tensor::DType::F32) / (d as f64).sqrt();
+        let scores = padded_matmul(q, k.swap_dims(2, 3)).cast(DType::F32) / (d as f64).sqrt();
         let scores = scores.mask_fill(positions.mask.clone(), f32::NEG_INFINITY);
         let context = padded_matmul(softmax(scores, 3).cast(dtype), v);
         self.dense
@@ -334,14 +358,17 @@ impl<B: Backend> ChatGlmModel<B> {
         self.head(x)
     }
 
-    /// ids [batch, time] -> the first layer's input [batch, time, hidden].
+    /// ids [batch, time] -> the first layer's input [batch, time, hidden], in the compute dtype
+    /// (a trained table is fp32).
     pub fn embed(&self, ids: Tensor<B, 2, Int>) -> Tensor<B, 3> {
         let [batch, time] = ids.dims();
+        let dtype = compute_dtype::<B>(&ids.device());
         let table = self.transformer.embedding.word_embeddings.weight.val();
         let hidden = table.dims()[1];
-        table
+        let rows = table
             .select(0, ids.reshape([batch * time]))
-            .reshape([batch, time, hidden])
+            .reshape([batch, time, hidden]);
+        in_dtype(rows, dtype)
     }
 
     /// The RoPE tables and causal mask of positions `0..time` (None for a model without layers).
@@ -353,10 +380,7 @@ impl<B: Backend> ChatGlmModel<B> {
     /// Final norm and output layer: hidden states -> fp32 logits.
     pub fn head(&self, x: Tensor<B, 3>) -> Tensor<B, 3> {
         let x = self.transformer.encoder.final_layernorm.forward(x);
-        self.transformer
-            .output_layer
-            .forward(x)
-            .cast(burn::tensor::DType::F32)
+        self.transformer.output_layer.forward(x).cast(DType::F32)
     }
 }
 
@@ -369,7 +393,7 @@ pub fn causal_lm_loss<B: Backend>(logits: Tensor<B, 3>, labels: Tensor<B, 2, Int
         .clone()
         .not_equal_elem(IGNORE_INDEX)
         .float()
-        .cast(burn::tensor::DType::F32)
+        .cast(DType::F32)
         .sum();
     nll_sum(logits.narrow(1, 0, time - 1), targets) / count
 }
@@ -385,11 +409,11 @@ pub fn nll_sum<B: Backend>(logits: Tensor<B, 3>, targets: Tensor<B, 2, Int>) -> 
     let targets = targets.reshape([batch * time]);
     let keep = targets.clone().not_equal_elem(IGNORE_INDEX);
     let safe = targets.mask_fill(keep.clone().bool_not(), 0);
-    let log_probs = log_softmax(logits.cast(burn::tensor::DType::F32), 1);
+    let log_probs = log_softmax(logits.cast(DType::F32), 1);
     let picked = log_probs
         .gather(1, safe.unsqueeze_dim(1))
         .reshape([batch * time]);
     // `float()` takes the device's default float type (f16/bf16 in half precision).
-    let keep = keep.float().cast(burn::tensor::DType::F32);
+    let keep = keep.float().cast(DType::F32);
     -(picked * keep).sum()
 }
