@@ -19,5 +19,6 @@ pub mod plan;
 pub mod progress;
 pub mod recipe;
 pub mod rng;
+pub mod run_lock;
 pub mod sweep;
 pub mod train;

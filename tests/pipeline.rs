@@ -630,3 +630,57 @@ fn the_decoupling_sweep_runs_to_its_summary() {
         "{stdout}"
     );
 }
+
+#[test]
+fn a_second_run_on_a_busy_directory_is_refused_and_the_first_is_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::common::prepared_tiny_cache(dir.path());
+    let run = dir.path().join("run");
+    let args = |lr: &str| {
+        let mut args = crate::common::tiny_run_args(
+            &run,
+            &cache,
+            &["lm.steps=40", &format!("lm.optimizer.lr={lr}")],
+        );
+        args.extend(["--stages", "lm"].map(String::from));
+        args
+    };
+    let mut first = Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(args("1e-3"))
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = run.join(arp_train::run_lock::LOCK_FILE);
+    let start = Instant::now();
+    while !lock.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(lock.exists(), "the first run takes the lock");
+
+    let second = crate::common::arp_train_env(&args("5e-3"), &[]);
+    let stderr = text(&second.stderr);
+    assert_eq!(second.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("another run is using") && stderr.contains(&format!("pid {}", first.id())),
+        "{stderr}"
+    );
+    assert!(
+        first.try_wait().unwrap().is_none(),
+        "the first run was still running when the second was refused"
+    );
+
+    let out = first.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(!lock.exists(), "released when the run ends");
+    // The first run's files are its own: its learning rate, one line per step.
+    let resolved = std::fs::read_to_string(run.join("recipe.resolved.yaml")).unwrap();
+    assert!(resolved.contains("lr: 0.001"), "{resolved}");
+    let steps = std::fs::read_to_string(run.join("lm/metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"].is_f64())
+        .count();
+    assert_eq!(steps, 40, "one metrics line per step");
+}

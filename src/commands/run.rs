@@ -87,6 +87,14 @@ pub fn execute(
         return Exit::Usage(e.to_string());
     }
 
+    // One run per directory, taken before anything is read or written (held until return).
+    let _lock = match dry_run {
+        true => None,
+        false => match crate::run_lock::acquire(&recipe.output_dir) {
+            Ok(lock) => Some(lock),
+            Err(e) => return Exit::Usage(e),
+        },
+    };
     let scan = match scanned.map_or_else(|| scan_recipe(recipe), Ok) {
         Ok(scan) => scan,
         Err(exit) => return exit,
