@@ -105,3 +105,29 @@ fn generate_answers_text_and_speech_prompts() {
         text(&out.stderr)
     );
 }
+
+#[test]
+fn sampling_settings_that_mean_nothing_are_refused() {
+    for (flag, value) in [
+        ("--temperature", "nan"),
+        ("--temperature", "-1"),
+        ("--top-p", "0"),
+        ("--top-p", "1.5"),
+    ] {
+        let out = arp_train(
+            &repo(),
+            &[
+                "generate",
+                "--model",
+                "models/tiny/glm-4-voice-9b",
+                "--prompt",
+                "Hi",
+                // `=`, so that clap reads "-1" as the value, not as a flag.
+                &format!("{flag}={value}"),
+            ],
+        );
+        let stderr = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "{stderr}");
+    }
+}

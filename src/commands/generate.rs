@@ -44,9 +44,9 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 512)]
     pub max_new_tokens: usize,
     /// 0 = greedy.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, value_parser = non_negative)]
     pub temperature: f64,
-    #[arg(long, default_value_t = 0.9)]
+    #[arg(long, default_value_t = 0.9, value_parser = probability)]
     pub top_p: f64,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -177,4 +177,20 @@ pub fn generate_command(mut args: GenerateArgs, device: Option<DeviceSpec>) -> E
 fn write_codes(path: &Path, text: &str, codes: &[u32]) -> std::io::Result<()> {
     let json = serde_json::json!({ "text": text, "codes": codes });
     crate::atomic::write(path, &serde_json::to_vec_pretty(&json)?)
+}
+
+/// A finite number >= 0 (`--temperature`).
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a finite number >= 0")),
+    }
+}
+
+/// A number in (0, 1] (`--top-p`).
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 1.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number in (0, 1]")),
+    }
 }

@@ -48,7 +48,7 @@ pub fn parse_codes(text: &str) -> Result<Vec<u32>, String> {
                 .iter()
                 .map(|v| {
                     v.as_u64()
-                        .map(|n| n as u32)
+                        .and_then(|n| u32::try_from(n).ok())
                         .ok_or_else(|| format!("not a speech code: {v}"))
                 })
                 .collect();
@@ -211,5 +211,9 @@ mod tests {
         );
         assert_eq!(parse_codes("[9, 10]").unwrap(), [9, 10]);
         assert!(parse_codes("1 x 3").is_err());
+        // Beyond u32 is refused in every form, never wrapped (4294967301 is not code 5).
+        assert!(parse_codes("[4294967301]").is_err());
+        assert!(parse_codes(r#"{"codes": [4294967301]}"#).is_err());
+        assert!(parse_codes("4294967301").is_err());
     }
 }

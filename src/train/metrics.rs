@@ -26,7 +26,7 @@ impl MetricsLog {
                     serde_json::from_str::<serde_json::Value>(line)
                         .ok()
                         .and_then(|v| v["step"].as_u64())
-                        .is_some_and(|s| s as usize <= limit)
+                        .is_some_and(|s| limit > 0 && s as usize <= limit)
                 })
                 .map(|line| format!("{line}\n"))
                 .collect();
@@ -63,6 +63,17 @@ mod tests {
     fn resume_cuts_later_steps() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
+        let mut log = MetricsLog::open(&path, Some(0)).unwrap();
+        for step in 1..=6 {
+            log.write(&serde_json::json!({ "step": step, "loss": 1.0 / step as f64 }))
+                .unwrap();
+        }
+        drop(log);
+        // A fresh start (a stage killed before its first checkpoint, rerun) keeps nothing, not
+        // even a step-0 evaluation, which the rerun writes again.
+        std::fs::write(&path, "{\"step\":0,\"eval_loss\":3.0}\n").unwrap();
+        drop(MetricsLog::open(&path, Some(0)).unwrap());
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "");
         let mut log = MetricsLog::open(&path, Some(0)).unwrap();
         for step in 1..=6 {
             log.write(&serde_json::json!({ "step": step, "loss": 1.0 / step as f64 }))
