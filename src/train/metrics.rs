@@ -63,12 +63,6 @@ mod tests {
     fn resume_cuts_later_steps() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("metrics.jsonl");
-        let mut log = MetricsLog::open(&path, Some(0)).unwrap();
-        for step in 1..=6 {
-            log.write(&serde_json::json!({ "step": step, "loss": 1.0 / step as f64 }))
-                .unwrap();
-        }
-        drop(log);
         // A fresh start (a stage killed before its first checkpoint, rerun) keeps nothing, not
         // even a step-0 evaluation, which the rerun writes again.
         std::fs::write(&path, "{\"step\":0,\"eval_loss\":3.0}\n").unwrap();
