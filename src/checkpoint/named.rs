@@ -52,15 +52,24 @@ pub fn named_safetensors<B: Backend, M: Module<B>>(
         )));
     }
     collect.found.sort_by(|a, b| a.0.cmp(&b.0));
-    let views: Vec<(&str, TensorView)> = collect
-        .found
+    serialize(&collect.found, Dtype::F32, "pt")
+}
+
+/// The safetensors bytes of `tensors` (name, shape, little-endian bytes), all of `dtype`, with
+/// `format` as the file's metadata.
+pub fn serialize(
+    tensors: &[(String, Vec<usize>, Vec<u8>)],
+    dtype: Dtype,
+    format: &str,
+) -> std::io::Result<Vec<u8>> {
+    let views: Vec<(&str, TensorView)> = tensors
         .iter()
         .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
+            TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.as_str(), v))
         })
         .collect::<Result<_, _>>()
         .map_err(|e| std::io::Error::other(e.to_string()))?;
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
+    let meta = HashMap::from([("format".to_string(), format.to_string())]);
     safetensors::serialize(views, Some(meta)).map_err(|e| std::io::Error::other(e.to_string()))
 }
 

@@ -7,7 +7,6 @@
 //! creating them in fp32 on load keeps a resumed half-precision run on the uninterrupted run's
 //! path, and makes the state readable by anything that reads safetensors.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use burn::module::AutodiffModule;
@@ -17,8 +16,9 @@ use burn::optim::{AdamW, AdamWState, AdaptiveMomentumState, Optimizer};
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{DType, Tensor, TensorData};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
+use crate::checkpoint::named::serialize;
 use crate::checkpoint::tensors::TensorStore;
 use crate::models::params::NamedParam;
 
@@ -144,16 +144,7 @@ where
             records.len()
         )));
     }
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(Dtype::F32, shape.clone(), bytes).map(|v| (name.as_str(), v))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(std::io::Error::other)?;
-    let meta = HashMap::from([("format".to_string(), "arp-train adamw".to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(std::io::Error::other)?;
-    std::fs::write(path, bytes)
+    std::fs::write(path, serialize(&tensors, Dtype::F32, "arp-train adamw")?)
 }
 
 /// Loads the AdamW state saved in checkpoint `dir` into `optimizer`, in fp32. Every trainable

@@ -6,13 +6,13 @@
 //!   the source directory (config, tokenizer, remote code) copied beside it.
 //! Both are written into a temporary directory that is renamed into place when complete.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Tensor};
-use safetensors::tensor::{Dtype, TensorView};
+use safetensors::tensor::Dtype;
 
 use super::load::{for_each_target, peft_name};
 use super::model::ChatGlmModel;
@@ -76,16 +76,10 @@ fn write_safetensors(
     tensors: &[(String, Vec<usize>, Vec<u8>)],
     dtype: Dtype,
 ) -> std::io::Result<()> {
-    let views: Vec<(&str, TensorView)> = tensors
-        .iter()
-        .map(|(name, shape, bytes)| {
-            TensorView::new(dtype, shape.clone(), bytes).map(|v| (name.as_str(), v))
-        })
-        .collect::<Result<_, _>>()
-        .map_err(io_error)?;
-    let meta = HashMap::from([("format".to_string(), "pt".to_string())]);
-    let bytes = safetensors::serialize(views, Some(meta)).map_err(io_error)?;
-    std::fs::write(path, bytes)
+    std::fs::write(
+        path,
+        crate::checkpoint::named::serialize(tensors, dtype, "pt")?,
+    )
 }
 
 /// Streams parameters in field order (= checkpoint order) into shards.
