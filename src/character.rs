@@ -27,7 +27,7 @@ impl Character {
     /// Reads and checks a card; problems go to `diags` with the card's file and line.
     /// `referrer` is where the recipe names the card (for a missing file).
     pub fn load(path: &Path, referrer: &Origin, diags: &Diagnostics) -> Option<Character> {
-        let text = match std::fs::read_to_string(path) {
+        let text = match crate::recipe::node::read_document(path) {
             Ok(text) => text,
             Err(e) => {
                 diags.error(

@@ -14,6 +14,7 @@ mod glm4;
 mod glm4_precision;
 mod glm4_recompute;
 mod glm4_tokenizer;
+mod hardening;
 mod pipeline;
 mod prepare;
 mod recipes;

@@ -109,3 +109,38 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// What a child run printed, how it ended, and its peak resident memory.
+pub struct Measured {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    pub peak_bytes: u64,
+}
+
+/// Runs `arp-train` with `args` in `cwd` and measures its peak resident set size (the kernel's
+/// `ru_maxrss` for exactly this child, from `wait4`).
+pub fn arp_train_measured(cwd: &Path, args: &[&str]) -> Measured {
+    let logs = tempfile::tempdir().unwrap();
+    let (out_path, err_path) = (logs.path().join("out"), logs.path().join("err"));
+    let child = Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(args)
+        .current_dir(cwd)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .spawn()
+        .expect("the arp-train binary runs");
+    let mut status = 0;
+    // SAFETY: plain FFI calls on a zeroed rusage and a pid this process spawned and has not reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, child.id() as i32, "wait4 failed");
+    let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    Measured {
+        code,
+        stdout: std::fs::read_to_string(out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(err_path).unwrap_or_default(),
+        peak_bytes: usage.ru_maxrss as u64 * 1024,
+    }
+}

@@ -201,6 +201,23 @@ fn broken_checkpoints_are_named() {
         "{err}"
     );
 
+    // Fewer layers in config.json than in the checkpoint: an error, not a smaller model.
+    copy_dir(&fixture().join("model"), &model);
+    let config_path = model.join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let layers = config["num_layers"].as_u64().unwrap();
+    config["num_layers"] = (layers - 1).into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let err = load(&model);
+    assert!(
+        err.contains(&format!(
+            "at least {layers} layers but config.json says num_layers = {}",
+            layers - 1
+        )),
+        "{err}"
+    );
+
     std::fs::write(model.join("config.json"), r#"{"hidden_size": 64}"#).unwrap();
     let err = load(&model);
     assert!(

@@ -568,6 +568,34 @@ fn the_decoupling_sweep_runs_to_its_summary() {
         std::fs::read(sweep_dir.join("freeze-lm/arp-model/glm-4-voice-9b/model.safetensors"))
             .unwrap();
     assert!(base == packaged);
+    // Package files are copies: editing one in place leaves the base model it came from alone.
+    for (source, in_package) in [
+        (
+            "models/tiny/glm-4-voice-9b/config.json",
+            "freeze-lm/arp-model/glm-4-voice-9b/config.json",
+        ),
+        (
+            "models/tiny/glm-4-voice-decoder/config.yaml",
+            "freeze-decoder/arp-model/glm-4-voice-decoder/config.yaml",
+        ),
+    ] {
+        let (source, in_package) = (repo().join(source), sweep_dir.join(in_package));
+        let original = std::fs::read(&source).unwrap();
+        let packaged = std::fs::read(&in_package).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&in_package)
+            .unwrap();
+        std::io::Write::write_all(&mut file, b"\n# edited in the package\n").unwrap();
+        drop(file);
+        assert_eq!(
+            std::fs::read(&source).unwrap(),
+            original,
+            "{}",
+            source.display()
+        );
+        std::fs::write(&in_package, packaged).unwrap();
+    }
     let m = manifest(&sweep_dir.join("freeze-lm/arp-model"));
     assert_eq!(m["lm"]["trained"], false);
     assert_eq!(m["adapter"], serde_json::Value::Null);

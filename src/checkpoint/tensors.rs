@@ -170,8 +170,8 @@ impl TensorStore {
             .join(", ")
     }
 
-    /// The tensor `name` as f32 values, checked against `expected` shape.
-    pub fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TensorError> {
+    /// The entry of `name` if it has the `expected` shape and a supported dtype; marks it used.
+    fn checked(&self, name: &str, expected: &[usize]) -> Result<&Entry, TensorError> {
         let entry = self.entries.get(name).ok_or_else(|| TensorError::Missing {
             name: name.to_string(),
             files: self.file_list(),
@@ -185,9 +185,31 @@ impl TensorStore {
                 expected: expected.to_vec(),
             });
         }
+        if !matches!(
+            entry.dtype,
+            Dtype::F32 | Dtype::F64 | Dtype::F16 | Dtype::BF16
+        ) {
+            return Err(TensorError::Dtype {
+                name: name.to_string(),
+                path: path.clone(),
+                dtype: entry.dtype,
+            });
+        }
         self.used.borrow_mut().insert(name.to_string());
+        Ok(entry)
+    }
+
+    /// Checks that `name` exists with the `expected` shape and a supported dtype, from the
+    /// header alone (the data range was checked against the file's size when it was opened).
+    pub fn check(&self, name: &str, expected: &[usize]) -> Result<(), TensorError> {
+        self.checked(name, expected).map(|_| ())
+    }
+
+    /// The tensor `name` as f32 values, checked against `expected` shape.
+    pub fn f32(&self, name: &str, expected: &[usize]) -> Result<Vec<f32>, TensorError> {
+        let entry = self.checked(name, expected)?;
         let bytes = &self.files[entry.file].1[entry.range.0..entry.range.1];
-        let values = match entry.dtype {
+        Ok(match entry.dtype {
             Dtype::F32 => bytes
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
@@ -200,19 +222,11 @@ impl TensorStore {
                 .chunks_exact(2)
                 .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            Dtype::BF16 => bytes
+            _ => bytes
                 .chunks_exact(2)
                 .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
                 .collect(),
-            dtype => {
-                return Err(TensorError::Dtype {
-                    name: name.to_string(),
-                    path: path.clone(),
-                    dtype,
-                })
-            }
-        };
-        Ok(values)
+        })
     }
 
     /// Tensors present in the files that no `f32` call asked for.

@@ -65,7 +65,8 @@ pub struct Config {
 impl Config {
     pub fn load(path: &Path) -> Result<Config, String> {
         let read = |p: &Path| {
-            std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()))
+            crate::recipe::node::read_document(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))
         };
         let file: ConfigFile =
             serde_yaml::from_str(&read(path)?).map_err(|e| format!("{}: {e}", path.display()))?;

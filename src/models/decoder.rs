@@ -76,6 +76,26 @@ pub fn load_hift<B: Backend>(
     })
 }
 
+/// Checks a decoder directory against `config` from the weight files' headers alone: both
+/// files present, every tensor there with its shape and a float dtype, none truncated. What
+/// loading would reject, found in milliseconds (a frozen decoder is packaged without loading).
+pub fn check_dir(dir: &Path, config: &DecoderModelConfig) -> Result<(), String> {
+    type Cpu = burn::backend::NdArray<f32>;
+    let device = Default::default();
+    for file in [FLOW_FILE, HIFT_FILE] {
+        let path = weights_file(dir, file)?;
+        let store = TensorStore::open(std::slice::from_ref(&path)).map_err(|e| e.to_string())?;
+        let builder = Builder::<Cpu>::headers(&store, &device);
+        let built = if file == FLOW_FILE {
+            Flow::new(&builder, &config.flow).map(drop)
+        } else {
+            Hift::new(&builder, &config.hift).map(drop)
+        };
+        built.map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    Ok(())
+}
+
 /// Fresh weights with the reference's initializations, drawn from `seed`.
 pub fn fresh_flow<B: Backend>(
     config: &DecoderModelConfig,

@@ -133,7 +133,7 @@ fn req<T: FromNode + Default>(s: &Section, key: &'static str) -> T {
 impl DecoderModelConfig {
     pub fn from_file(path: &Path) -> Result<Self, RecipeErrors> {
         let diags = Diagnostics::default();
-        let config = std::fs::read_to_string(path)
+        let config = crate::recipe::node::read_document(path)
             .map_err(|e| format!("cannot read {}: {e}", path.display()))
             .and_then(|text| {
                 parse(&text, path)

@@ -12,7 +12,7 @@ use burn::tensor::activation::{gelu, leaky_relu, softmax};
 use burn::tensor::backend::Backend;
 use burn::tensor::{DType, Slice, Tensor, TensorData};
 
-use crate::checkpoint::tensors::{TensorError, TensorSource};
+use crate::checkpoint::tensors::{TensorError, TensorSource, TensorStore};
 use crate::models::padded_matmul::padded_matmul;
 use crate::models::params::named_param;
 use crate::rng::Rng;
@@ -37,6 +37,8 @@ enum Source<'a> {
     Random(RefCell<Rng>),
     /// Shapes only: every tensor is a placeholder of one element; the real sizes are summed.
     Count(std::cell::Cell<usize>),
+    /// Checked against a checkpoint's headers; every tensor is a placeholder of one element.
+    Headers(&'a TensorStore),
 }
 
 /// Creates named parameters; records every name so a model can be saved under the same names.
@@ -60,6 +62,16 @@ impl<'a, B: Backend> Builder<'a, B> {
     pub fn random(seed: u64, device: &B::Device) -> Self {
         Builder {
             source: Source::Random(RefCell::new(Rng::new(seed))),
+            device: device.clone(),
+            names: RefCell::default(),
+        }
+    }
+
+    /// Checks `store`'s headers (names, shapes, dtypes) as loading would, without reading or
+    /// allocating the weights: build a model with it and drop the model.
+    pub fn headers(store: &'a TensorStore, device: &B::Device) -> Self {
+        Builder {
+            source: Source::Headers(store),
             device: device.clone(),
             names: RefCell::default(),
         }
@@ -102,7 +114,9 @@ impl<'a, B: Backend> Builder<'a, B> {
                     })
                     .collect())
             }
-            Source::Count(_) => unreachable!("counting builders make placeholders"),
+            Source::Count(_) | Source::Headers(_) => {
+                unreachable!("counting and checking builders make placeholders")
+            }
         }
     }
 
@@ -112,9 +126,16 @@ impl<'a, B: Backend> Builder<'a, B> {
         shape: [usize; D],
         fill: Fill,
     ) -> Result<Tensor<B, D>, TensorError> {
-        if let Source::Count(n) = &self.source {
-            n.set(n.get() + shape.iter().product::<usize>());
-            return Ok(Tensor::zeros([1; D], &self.device));
+        match &self.source {
+            Source::Count(n) => {
+                n.set(n.get() + shape.iter().product::<usize>());
+                return Ok(Tensor::zeros([1; D], &self.device));
+            }
+            Source::Headers(store) => {
+                store.check(name, &shape)?;
+                return Ok(Tensor::zeros([1; D], &self.device));
+            }
+            _ => {}
         }
         let values = self.values(name, &shape, fill)?;
         Ok(Tensor::from_data(
@@ -137,6 +158,7 @@ impl<'a, B: Backend> Builder<'a, B> {
     fn has(&self, name: &str) -> bool {
         match &self.source {
             Source::Checkpoint(store) => store.contains(name),
+            Source::Headers(store) => store.contains(name),
             Source::Random(_) | Source::Count(_) => false,
         }
     }

@@ -1,5 +1,5 @@
-//! File plumbing of package assembly: hard links where the file system allows (a 9B model is
-//! not copied twice on one disk), copies elsewhere, and SHA-256 listings users can verify.
+//! File plumbing of package assembly: copies (never hard links, so editing a package file
+//! cannot edit the base model or run output it came from) and SHA-256 listings users can verify.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -7,25 +7,32 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Links `src` to `dst`, or copies it when linking is not possible (another file system).
-pub fn link_or_copy(src: &Path, dst: &Path) -> std::io::Result<()> {
+/// Copies `src` to `dst`, creating `dst`'s directory. `std::fs::copy` uses `copy_file_range`
+/// on Linux, which shares the blocks copy-on-write (a reflink) on file systems that can (btrfs,
+/// XFS), so a 9B model costs no time or space there and is still an independent file.
+pub fn copy_file(src: &Path, dst: &Path) -> std::io::Result<()> {
     if let Some(parent) = dst.parent() {
         std::fs::create_dir_all(parent)?;
-    }
-    if std::fs::hard_link(src, dst).is_ok() {
-        return Ok(());
     }
     std::fs::copy(src, dst).map(|_| ())
 }
 
-/// Every regular file under `src` (hidden entries skipped), placed at the same relative path
-/// under `dst`.
-pub fn link_or_copy_tree(src: &Path, dst: &Path) -> std::io::Result<()> {
-    for relative in list_files(src)? {
-        link_or_copy(&src.join(&relative), &dst.join(&relative)).map_err(|e| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", src.join(&relative).display()))
-        })?;
+/// Every regular file under `src` (hidden entries skipped), copied to the same relative path
+/// under `dst`, with a progress bar (`what`) measured in bytes.
+pub fn copy_tree(src: &Path, dst: &Path, what: &'static str) -> std::io::Result<()> {
+    let files = list_files(src)?;
+    let total: u64 = files
+        .iter()
+        .map(|f| std::fs::metadata(src.join(f)).map_or(0, |m| m.len()))
+        .sum();
+    let bar = crate::progress::bar(total, what);
+    for relative in files {
+        let from = src.join(&relative);
+        copy_file(&from, &dst.join(&relative))
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", from.display())))?;
+        bar.inc(std::fs::metadata(&from).map_or(0, |m| m.len()));
     }
+    bar.finish_and_clear();
     Ok(())
 }
 
@@ -125,7 +132,7 @@ mod tests {
     }
 
     #[test]
-    fn trees_are_linked_without_hidden_entries() {
+    fn trees_are_copied_without_hidden_entries_and_share_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir_all(src.join("sub")).unwrap();
@@ -134,10 +141,12 @@ mod tests {
         std::fs::write(src.join("sub/b.bin"), "bb").unwrap();
         std::fs::write(src.join(".git/config"), "x").unwrap();
         let dst = dir.path().join("dst");
-        link_or_copy_tree(&src, &dst).unwrap();
+        copy_tree(&src, &dst, "copying").unwrap();
         let listed = listing(&dst, &[]).unwrap();
         let paths: Vec<&str> = listed.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["a.json", "sub/b.bin"]);
         assert_eq!(listed[1].bytes, 2);
+        std::fs::write(dst.join("a.json"), "{\"edited\": 1}").unwrap();
+        assert_eq!(std::fs::read_to_string(src.join("a.json")).unwrap(), "{}");
     }
 }

@@ -190,6 +190,15 @@ pub fn assemble(
 ) -> Result<Manifest, String> {
     let dir = package_dir(recipe);
     remove_stale_temporaries(&recipe.output_dir);
+    if let DecoderSource::Original(init) = decoder {
+        // A frozen decoder is never loaded by the run: its files may have changed since the
+        // recipe was checked, and a package must not ship what `synth` would reject.
+        let config_file = (recipe.decoder.config.clone())
+            .unwrap_or_else(|| init.join(crate::models::decoder::CONFIG_FILE));
+        let config = crate::models::decoder::read_config(&config_file)?;
+        crate::models::decoder::check_dir(init, &config)
+            .map_err(|e| format!("the frozen decoder {} is unusable: {e}", init.display()))?;
+    }
     let card_info = recipe
         .character
         .as_ref()
@@ -278,13 +287,15 @@ pub fn assemble(
                 plot,
                 ..
             } => {
-                files::link_or_copy_tree(merged, &tmp.join(LM_DIR))?;
+                files::copy_tree(merged, &tmp.join(LM_DIR), "packaging the LM")?;
                 if let Some(adapter) = adapter {
-                    files::link_or_copy_tree(adapter, &tmp.join(ADAPTER_DIR))?;
+                    files::copy_tree(adapter, &tmp.join(ADAPTER_DIR), "packaging the adapter")?;
                 }
                 copy_if_present(plot, &tmp.join("plots/lm-loss.svg"))?;
             }
-            LmSource::Base(base) => files::link_or_copy_tree(base, &tmp.join(LM_DIR))?,
+            LmSource::Base(base) => {
+                files::copy_tree(base, &tmp.join(LM_DIR), "packaging the base LM")?
+            }
         }
         if abort_in_package {
             // Test hook: a crash halfway through assembling the package.
@@ -292,13 +303,13 @@ pub fn assemble(
         }
         match decoder {
             DecoderSource::Trained { model, plots, .. } => {
-                files::link_or_copy_tree(model, &tmp.join(DECODER_DIR))?;
+                files::copy_tree(model, &tmp.join(DECODER_DIR), "packaging the decoder")?;
                 for (name, plot) in plots {
                     copy_if_present(plot, &tmp.join("plots").join(format!("{name}-loss.svg")))?;
                 }
             }
             DecoderSource::Original(init) => {
-                files::link_or_copy_tree(init, &tmp.join(DECODER_DIR))?
+                files::copy_tree(init, &tmp.join(DECODER_DIR), "packaging the decoder")?
             }
         }
         std::fs::write(tmp.join(RECIPE), recipe.resolved_yaml())?;
@@ -315,7 +326,7 @@ pub fn assemble(
 
 fn copy_if_present(src: &Path, dst: &Path) -> std::io::Result<()> {
     if src.is_file() {
-        files::link_or_copy(src, dst)?;
+        files::copy_file(src, dst)?;
     }
     Ok(())
 }

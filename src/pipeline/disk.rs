@@ -1,5 +1,5 @@
 //! Disk usage of run directories: what the checkpoints of a stage take, and the whole run
-//! (hard-linked files, shared by the package and the stages, counted once).
+//! (a file linked under two names counted once).
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -57,7 +57,7 @@ pub fn checkpoints_line(dir: &Path, keep_last_n: usize) -> String {
 }
 
 /// The whole run directory and its top-level parts, each counted on its own and the total
-/// with shared (hard-linked) files once.
+/// with files linked under two names counted once.
 pub fn run_line(output_dir: &Path) -> String {
     let mut parts: Vec<(String, u64)> = std::fs::read_dir(output_dir)
         .map(|entries| {

@@ -23,7 +23,7 @@ fn load(
     let report_origin = referrer
         .map(|n| n.origin.clone())
         .unwrap_or_else(|| Origin::new(path, 1));
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::recipe::node::read_document(path) {
         Ok(text) => text,
         Err(e) => {
             let key = if referrer.is_some() { "extends" } else { "" };

@@ -259,6 +259,11 @@ fn check_path(
         (PathKind::Dir, true, false) => format!("{what} must be a directory: {}", path.display()),
         _ => return,
     };
+    missing_input(s, key, problem, paths);
+}
+
+/// An input that is not there: an error when running, a warning for `validate` without `--strict`.
+fn missing_input(s: &Section, key: &'static str, problem: String, paths: PathCheck) {
     let origin = s.origin_of(key);
     let key = s.key_path(key);
     match paths {
@@ -454,6 +459,27 @@ fn read_data(s: &Section, output_dir: &Path, template: bool, paths: PathCheck) -
     data
 }
 
+/// The weights of `decoder.init`, checked from their headers (a frozen decoder is packaged as it
+/// is, so this is the only check it gets before the run's end).
+fn check_decoder_weights(
+    s: &Section,
+    dir: &Path,
+    config: &crate::models::decoder_config::DecoderModelConfig,
+    paths: PathCheck,
+) {
+    use crate::models::decoder::{check_dir, FLOW_FILE, HIFT_FILE};
+    if let Some(absent) = [FLOW_FILE, HIFT_FILE]
+        .into_iter()
+        .find(|f| !dir.join(f).exists() && !dir.join(f.replace(".safetensors", ".pt")).exists())
+    {
+        let problem = format!("decoder weights not found: {}", dir.join(absent).display());
+        return missing_input(s, "init", problem, paths);
+    }
+    if let Err(e) = check_dir(dir, config) {
+        s.check(false, "init", format!("unusable decoder: {e}"));
+    }
+}
+
 fn read_lm(s: &Section, template: bool, paths: PathCheck) -> LmConfig {
     let base_model = s.opt::<PathBuf>("base_model");
     match &base_model {
@@ -486,13 +512,17 @@ fn read_lm(s: &Section, template: bool, paths: PathCheck) -> LmConfig {
         }
         None => {}
     }
-    if let Some(config) = base_model
+    if let Some(dir) = base_model
         .as_ref()
-        .map(|d| d.join("config.json"))
-        .filter(|f| f.is_file())
+        .filter(|d| d.join("config.json").is_file())
     {
-        if let Err(e) = crate::models::glm4::Glm4Config::from_file(&config) {
+        use crate::models::glm4::load::{check_checkpoint, shard_files};
+        if let Err(e) = crate::models::glm4::Glm4Config::from_file(&dir.join("config.json")) {
             s.check(false, "base_model", format!("unusable model config: {e}"));
+        } else if let Err(e) = shard_files(dir) {
+            missing_input(s, "base_model", e, paths);
+        } else if let Err(e) = check_checkpoint(dir) {
+            s.check(false, "base_model", format!("unusable checkpoint: {e}"));
         }
     }
     let tokenizer = s.opt::<PathBuf>("tokenizer");
@@ -618,8 +648,13 @@ fn read_decoder(s: &Section, template: bool, paths: PathCheck) -> DecoderConfig 
         .opt::<PathBuf>("config")
         .or_else(|| init.as_ref().map(|dir| dir.join("config.yaml")));
     if let Some(file) = config.as_ref().filter(|f| f.is_file()) {
-        if let Err(errors) = crate::models::decoder_config::DecoderModelConfig::from_file(file) {
-            s.diags().extend(errors.0);
+        match crate::models::decoder_config::DecoderModelConfig::from_file(file) {
+            Err(errors) => s.diags().extend(errors.0),
+            Ok(model) => {
+                if let Some(dir) = init.as_ref().filter(|d| d.is_dir()) {
+                    check_decoder_weights(s, dir, &model, paths);
+                }
+            }
         }
     }
     match &config {

@@ -154,12 +154,35 @@ pub struct SyntaxError {
     pub message: String,
 }
 
+/// The largest YAML file read: recipes, characters and decoder configs are a few kilobytes.
+pub const MAX_DOCUMENT_BYTES: u64 = 4 << 20;
+
+/// The most nodes a document may expand to, aliases counted at their full size, so that an
+/// alias bomb ("billion laughs") is refused after a few megabytes instead of exhausting memory.
+pub const MAX_NODES: usize = 200_000;
+
+/// Reads a YAML file, refusing one too large to be a recipe or config before reading it.
+pub fn read_document(path: &Path) -> std::io::Result<String> {
+    let bytes = std::fs::metadata(path)?.len();
+    if bytes > MAX_DOCUMENT_BYTES {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!(
+                "{bytes} bytes is too large for a YAML recipe or config (at most {} MiB)",
+                MAX_DOCUMENT_BYTES >> 20
+            ),
+        ));
+    }
+    std::fs::read_to_string(path)
+}
+
 /// Parses one YAML document. An empty document is an empty mapping.
 pub fn parse(text: &str, file: &Path) -> Result<Node, SyntaxError> {
     let mut builder = Builder {
         file: Arc::new(file.to_path_buf()),
         stack: Vec::new(),
         anchors: Vec::new(),
+        nodes: 0,
         root: None,
         error: None,
     };
@@ -217,7 +240,10 @@ enum Frame {
 struct Builder {
     file: Arc<PathBuf>,
     stack: Vec<Frame>,
-    anchors: Vec<(usize, Node)>,
+    /// Anchor id, the anchored node, and its size in nodes.
+    anchors: Vec<(usize, Node, usize)>,
+    /// Nodes built so far, aliases counted at their expanded size.
+    nodes: usize,
     root: Option<Node>,
     error: Option<SyntaxError>,
 }
@@ -231,9 +257,26 @@ impl Builder {
         }
     }
 
+    /// Counts `added` more nodes; false (with the error recorded) past [`MAX_NODES`].
+    fn count(&mut self, added: usize, origin: &Origin) -> bool {
+        self.nodes = self.nodes.saturating_add(added);
+        if self.nodes > MAX_NODES {
+            self.error.get_or_insert(SyntaxError {
+                origin: origin.clone(),
+                message: format!(
+                    "the document expands to more than {MAX_NODES} values \
+                     (nested aliases of aliases?); recipes and configs are far smaller"
+                ),
+            });
+            return false;
+        }
+        true
+    }
+
     fn push_value(&mut self, node: Node, anchor: usize) {
         if anchor > 0 {
-            self.anchors.push((anchor, node.clone()));
+            let size = subtree_size(&node);
+            self.anchors.push((anchor, node.clone(), size));
         }
         match self.stack.last_mut() {
             None => self.root = Some(node),
@@ -283,6 +326,14 @@ impl Builder {
     }
 }
 
+fn subtree_size(node: &Node) -> usize {
+    1 + match &node.value {
+        Value::Seq(items) => items.iter().map(subtree_size).sum(),
+        Value::Map(entries) => entries.iter().map(|(_, v)| 1 + subtree_size(v)).sum(),
+        _ => 0,
+    }
+}
+
 fn tag_text(tag: Option<Tag>) -> Option<String> {
     tag.map(|t| format!("{}{}", t.handle, t.suffix))
 }
@@ -326,17 +377,26 @@ impl MarkedEventReceiver for Builder {
         let origin = self.origin(&mark);
         match event {
             Event::Scalar(text, style, anchor, tag) => {
+                if !self.count(1, &origin) {
+                    return;
+                }
                 let tag = tag_text(tag);
                 let mut node = Node::new(scalar_value(&text, style, tag.is_some()), origin);
                 node.tag = tag;
                 self.push_value(node, anchor);
             }
             Event::SequenceStart(anchor, tag) => {
+                if !self.count(1, &origin) {
+                    return;
+                }
                 let mut node = Node::new(Value::Seq(Vec::new()), origin);
                 node.tag = tag_text(tag);
                 self.stack.push(Frame::Seq(node, anchor));
             }
             Event::MappingStart(anchor, tag) => {
+                if !self.count(1, &origin) {
+                    return;
+                }
                 let mut node = Node::new(Value::Map(Vec::new()), origin);
                 node.tag = tag_text(tag);
                 self.stack.push(Frame::Map(node, anchor, None));
@@ -350,10 +410,13 @@ impl MarkedEventReceiver for Builder {
                 };
                 self.push_value(node, anchor);
             }
-            Event::Alias(id) => match self.anchors.iter().rev().find(|(a, _)| *a == id) {
-                Some((_, node)) => {
-                    let node = node.clone();
-                    self.push_value(node, 0);
+            Event::Alias(id) => match self.anchors.iter().rposition(|(a, _, _)| *a == id) {
+                Some(at) => {
+                    // Counted before the copy is made, so a bomb stops before it allocates.
+                    if self.count(self.anchors[at].2, &origin) {
+                        let node = self.anchors[at].1.clone();
+                        self.push_value(node, 0);
+                    }
                 }
                 None => {
                     self.error = Some(SyntaxError {
@@ -406,5 +469,29 @@ mod tests {
         assert_eq!(node.get("x").unwrap().tag.as_deref(), Some("!ref"));
         assert_eq!(node.get("x").unwrap().as_str(), Some("<sample_rate>"));
         assert_eq!(node.get("y").unwrap().tag.as_deref(), Some("!new:a.B"));
+    }
+
+    #[test]
+    fn aliases_expand_but_an_alias_bomb_is_refused() {
+        let node = parse("a: &x [1, 2]\nb: *x\n", Path::new("r.yaml")).unwrap();
+        assert_eq!(node.get("a").unwrap().value, node.get("b").unwrap().value);
+
+        let mut bomb = String::from("l0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+        for level in 1..10 {
+            let prior = format!("*l{}", level - 1);
+            let items = vec![prior.as_str(); 9].join(", ");
+            bomb.push_str(&format!("l{level}: &l{level} [{items}]\n"));
+        }
+        let err = parse(&bomb, Path::new("bomb.yaml")).unwrap_err();
+        assert!(
+            err.message.contains("expands to more than"),
+            "{}",
+            err.message
+        );
+        assert!(
+            err.origin.line > 1 && err.origin.line <= 10,
+            "{}",
+            err.origin.line
+        );
     }
 }

@@ -104,7 +104,7 @@ fn name_part(key: &str, value: &str) -> String {
 
 impl Sweep {
     pub fn load(file: &Path) -> Result<Sweep, String> {
-        let text = std::fs::read_to_string(file)
+        let text = crate::recipe::node::read_document(file)
             .map_err(|e| format!("cannot read the sweep {}: {e}", file.display()))?;
         let spec: SweepFile =
             serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;

@@ -65,6 +65,9 @@ enum Weights<'a> {
     /// Drawn on the device (norm weights 1, biases 0, matrices uniform with variance 1 / fan-in):
     /// the real shapes without a checkpoint, for benchmarks.
     Random,
+    /// Checked against the checkpoint's headers only; every tensor is an empty placeholder, so
+    /// the model built is only good for dropping ([`check_checkpoint`]).
+    Headers(&'a TensorStore),
 }
 
 struct Reader<'a, B: Backend> {
@@ -89,6 +92,10 @@ impl<B: Backend> Reader<'_, B> {
                 } else {
                     Tensor::from_data(data, &self.device)
                 })
+            }
+            Weights::Headers(store) => {
+                store.check(name, &shape)?;
+                Ok(Tensor::empty([0; D], &self.device))
             }
             Weights::Random if name.ends_with("layernorm.weight") => {
                 Ok(Tensor::ones(shape, &self.device))
@@ -261,9 +268,66 @@ pub fn load_model_keeping_fp32<B: Backend>(
         .filter(|n| !ignorable(n))
         .collect();
     if !extra.is_empty() {
-        tracing::warn!(count = extra.len(), first = %extra[0], "unexpected tensors in {} were ignored", dir.display());
+        return Err(unexpected_tensors(dir, &config, &extra));
     }
     Ok((model, config))
+}
+
+/// Checks a Hugging Face model directory against its config.json from the headers alone, in
+/// seconds at any size: every tensor present with its shape and a float dtype, no shard
+/// truncated, nothing the config has no place for.
+pub fn check_checkpoint(dir: &Path) -> Result<(), String> {
+    let config = Glm4Config::from_file(&dir.join("config.json")).map_err(|e| e.to_string())?;
+    let store = TensorStore::open(&shard_files(dir)?).map_err(|e| e.to_string())?;
+    type Cpu = burn::backend::NdArray<f32>;
+    build_from::<Cpu>(
+        Weights::Headers(&store),
+        &config,
+        &Default::default(),
+        &|_| false,
+    )
+    .map_err(|e| e.to_string())?;
+    let extra: Vec<String> = store
+        .unused()
+        .into_iter()
+        .filter(|n| !ignorable(n))
+        .collect();
+    if !extra.is_empty() {
+        return Err(unexpected_tensors(dir, &config, &extra));
+    }
+    Ok(())
+}
+
+/// Why a checkpoint holds tensors the config's model has no place for. Training on would
+/// silently drop them (a 2-layer checkpoint trained and exported as 1 layer), so it is an error.
+fn unexpected_tensors(dir: &Path, config: &Glm4Config, extra: &[String]) -> String {
+    let mut names = extra.to_vec();
+    names.sort();
+    let shown = names.iter().take(3).cloned().collect::<Vec<_>>().join(", ");
+    let more = names.len().saturating_sub(3);
+    let layers_in_checkpoint = names
+        .iter()
+        .filter_map(|n| n.strip_prefix("transformer.encoder.layers."))
+        .filter_map(|rest| rest.split('.').next()?.parse::<usize>().ok())
+        .max()
+        .map(|last| last + 1);
+    let hint = match layers_in_checkpoint {
+        Some(layers) if layers > config.num_layers => format!(
+            ": the checkpoint has at least {layers} layers but config.json says num_layers = {}",
+            config.num_layers
+        ),
+        _ => ": config.json does not describe this checkpoint".to_string(),
+    };
+    format!(
+        "{}: {} tensors have no place in the model config.json describes ({shown}{}){hint}",
+        dir.display(),
+        names.len(),
+        if more > 0 {
+            format!(" and {more} more")
+        } else {
+            String::new()
+        },
+    )
 }
 
 /// A PEFT `adapter_config.json` (the keys arp-train reads; others are ignored).

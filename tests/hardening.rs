@@ -1,0 +1,183 @@
+//! Hostile inputs and interruptions (issue 18): each must fail fast with a clear message, in
+//! bounded memory, without damaging what earlier runs produced.
+
+use crate::common::*;
+
+const GIB: u64 = 1 << 30;
+
+/// A "billion laughs" YAML document: nine levels of nine aliases each, 9^10 strings expanded.
+fn alias_bomb() -> String {
+    let mut text = String::from("character: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for level in 1..10 {
+        let prior = format!("*l{}", level - 1);
+        let items = vec![prior.as_str(); 9].join(", ");
+        text.push_str(&format!("x{level}: &l{level} [{items}]\n"));
+    }
+    text
+}
+
+#[test]
+fn an_alias_bomb_recipe_is_refused_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("bomb.yaml"), alias_bomb()).unwrap();
+    let run = arp_train_measured(dir.path(), &["validate", "--strict", "bomb.yaml"]);
+    assert_eq!(run.code, Some(2), "{}{}", run.stdout, run.stderr);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("bomb.yaml:"), "{all}");
+    assert!(all.contains("expands to more than"), "{all}");
+    assert!(run.peak_bytes < GIB, "peak {} bytes", run.peak_bytes);
+    eprintln!(
+        "validate on an alias bomb: peak {:.1} MiB",
+        run.peak_bytes as f64 / (1 << 20) as f64
+    );
+
+    // The same document as a sweep file (read by serde_yaml) is refused as well.
+    std::fs::write(
+        dir.path().join("sweep.yaml"),
+        alias_bomb().replace("character", "grid"),
+    )
+    .unwrap();
+    let sweep = arp_train_measured(dir.path(), &["sweep", "sweep.yaml", "--dry-run"]);
+    assert_eq!(sweep.code, Some(2), "{}{}", sweep.stdout, sweep.stderr);
+    assert!(sweep.peak_bytes < GIB, "peak {} bytes", sweep.peak_bytes);
+
+    // A file too large to be a recipe is refused before it is read.
+    let huge = dir.path().join("huge.yaml");
+    let file = std::fs::File::create(&huge).unwrap();
+    file.set_len(64 << 20).unwrap();
+    let out = arp_train(dir.path(), &["validate", "huge.yaml"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stdout).contains("too large") || text(&out.stderr).contains("too large"));
+}
+
+/// The tiny decoder with two tensors of different shapes under each other's names.
+fn decoder_with_swapped_tensors(dir: &std::path::Path) -> (String, String) {
+    copy_dir(&repo().join("models/tiny/glm-4-voice-decoder"), dir);
+    let path = dir.join("hift.safetensors");
+    let bytes = std::fs::read(&path).unwrap();
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut tensors = file.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let first = 0;
+    let second = (1..tensors.len())
+        .find(|&i| tensors[i].1.shape() != tensors[first].1.shape())
+        .unwrap();
+    let (a, b) = (tensors[first].0.clone(), tensors[second].0.clone());
+    tensors[first].0 = b.clone();
+    tensors[second].0 = a.clone();
+    safetensors::serialize_to_file(tensors, None, &path).unwrap();
+    (a, b)
+}
+
+#[test]
+fn checkpoints_that_do_not_fit_their_config_are_refused_before_anything_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = |key: &str, path: &std::path::Path| format!("{key}={}", path.display());
+
+    // A 2-layer checkpoint whose config.json says 1 layer: once trained and exported as 1 layer.
+    let lm = dir.path().join("one-layer-config");
+    copy_dir(&repo().join("models/tiny/glm-4-voice-9b"), &lm);
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(lm.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["num_layers"], 2);
+    config["num_layers"] = 1.into();
+    std::fs::write(lm.join("config.json"), config.to_string()).unwrap();
+    let lm_set = set("lm.base_model", &lm);
+    let out = arp_train(
+        &repo(),
+        &[
+            "validate",
+            "--strict",
+            "recipes/tiny.yaml",
+            "--set",
+            &lm_set,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("`lm.base_model`: unusable checkpoint"),
+        "{err}"
+    );
+    assert!(
+        err.contains("at least 2 layers but config.json says num_layers = 1"),
+        "{err}"
+    );
+    let run = dir.path().join("run");
+    let run_arg = run.display().to_string();
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--output",
+            &run_arg,
+            "--set",
+            &lm_set,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(!run.join("lm").exists() && !run.join("arp-model").exists());
+
+    // A truncated shard fails `validate --strict` from its header, naming the file.
+    let truncated = dir.path().join("truncated");
+    copy_dir(&repo().join("models/tiny/glm-4-voice-9b"), &truncated);
+    let shard = truncated.join("model.safetensors");
+    let bytes = std::fs::read(&shard).unwrap();
+    std::fs::write(&shard, &bytes[..bytes.len() - 64]).unwrap();
+    let truncated_set = set("lm.base_model", &truncated);
+    let out = arp_train(
+        &repo(),
+        &[
+            "validate",
+            "--strict",
+            "recipes/tiny.yaml",
+            "--set",
+            &truncated_set,
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("model.safetensors is not a valid safetensors file"),
+        "{err}"
+    );
+    // Without --strict, weights that are not there yet are only a warning.
+    std::fs::remove_file(&shard).unwrap();
+    let out = arp_train(
+        &repo(),
+        &["validate", "recipes/tiny.yaml", "--set", &truncated_set],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("(needed to run)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    // A frozen decoder is packaged as it is: one whose tensors do not fit is refused up front.
+    let swapped = dir.path().join("swapped");
+    let (a, b) = decoder_with_swapped_tensors(&swapped);
+    let decoder_set = set("decoder.init", &swapped);
+    let out = arp_train(
+        &repo(),
+        &[
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--output",
+            &run_arg,
+            "--set",
+            &decoder_set,
+            "--set",
+            "freeze=[decoder]",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("`decoder.init`: unusable decoder"), "{err}");
+    assert!(
+        err.contains(&format!("`{a}`")) || err.contains(&format!("`{b}`")),
+        "{err}"
+    );
+    assert!(!run.join("lm").exists() && !run.join("arp-model").exists());
+}
