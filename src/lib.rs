@@ -20,5 +20,6 @@ pub mod progress;
 pub mod recipe;
 pub mod rng;
 pub mod run_lock;
+pub mod stop;
 pub mod sweep;
 pub mod train;

@@ -125,6 +125,13 @@ fn init_logging(format: LogFormat, level: &str) {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format, &cli.log_level);
+    let long_running = matches!(
+        cli.command,
+        None | Some(Command::Prepare { .. }) | Some(Command::Sweep(_))
+    );
+    if long_running {
+        arp_train::stop::install();
+    }
     let exit = match cli.command {
         Some(Command::Validate {
             files,
@@ -162,9 +169,13 @@ fn main() -> ExitCode {
             }
         },
     };
-    match &exit {
-        Exit::Ok => {}
-        Exit::Usage(message) | Exit::Failed(message) => eprintln!("error: {message}"),
+    // Work that ends early after a stop signal exits as a signalled process would (130, 143).
+    let stopped_by = arp_train::stop::requested().filter(|_| !matches!(exit, Exit::Ok));
+    match (&exit, stopped_by) {
+        (Exit::Ok, _) => {}
+        (Exit::Usage(message) | Exit::Failed(message), Some(_)) => eprintln!("stopped: {message}"),
+        (Exit::Usage(message) | Exit::Failed(message), None) => eprintln!("error: {message}"),
     }
-    ExitCode::from(exit.code() as u8)
+    let code = stopped_by.map_or(exit.code(), arp_train::stop::exit_code);
+    ExitCode::from(code as u8)
 }

@@ -1,6 +1,6 @@
 //! The main command end to end on the tiny recipe: every stage on CPU, the ARP-Model package
-//! answering through `generate` and `synth`, reruns that skip what is done, runs killed at
-//! seeded points that end with the same package, `--stages`, and the decoupling sweep.
+//! answering through `generate` and `synth`, reruns that skip what is done, runs killed or
+//! signalled at seeded points that end with the same package, `--stages`, and the decoupling sweep.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -375,7 +375,7 @@ fn draws(seed: u64) -> impl FnMut(u64) -> u64 {
 }
 
 #[test]
-fn runs_killed_in_every_stage_end_with_the_same_package() {
+fn runs_killed_or_signalled_in_every_stage_end_with_the_same_package() {
     let dir = tempfile::tempdir().unwrap();
     let cache = crate::common::prepared_tiny_cache(dir.path());
     let straight = dir.path().join("straight");
@@ -477,6 +477,146 @@ fn runs_killed_in_every_stage_end_with_the_same_package() {
         .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with('.'))
         .collect();
     assert!(leftovers.is_empty(), "temporaries left: {leftovers:?}");
+
+    // SIGTERM in stage one, SIGINT in the flow: each stops after the step in progress with a
+    // checkpoint; two signals in the vocoder stop at once. The reruns end with the same package.
+    let signalled = dir.path().join("signalled");
+    let lm_lines = 2 + draw(8) as usize;
+    let stop = signal_after(
+        &signalled,
+        &cache,
+        "lm/metrics.jsonl",
+        lm_lines,
+        &[libc::SIGTERM],
+    );
+    stop.assert_graceful("stage one (lm)", 143, &signalled.join("lm"));
+    let flow_lines = 2 + draw(8) as usize;
+    let stop = signal_after(
+        &signalled,
+        &cache,
+        "decoder/flow/metrics.jsonl",
+        flow_lines,
+        &[libc::SIGINT],
+    );
+    assert!(signalled.join("lm/done.json").exists());
+    stop.assert_graceful("stage two (flow)", 130, &signalled.join("decoder/flow"));
+    let stop = signal_after(
+        &signalled,
+        &cache,
+        "decoder/hift/metrics.jsonl",
+        2,
+        &[libc::SIGTERM, libc::SIGTERM],
+    );
+    assert_eq!(stop.code, Some(143), "{}", stop.stderr);
+    assert!(
+        !stop.stderr.contains("stopped:"),
+        "a second signal stops at once:\n{}",
+        stop.stderr
+    );
+    let out = short_run(&signalled, &cache, &[], &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(package_files(&signalled), reference);
+}
+
+/// How a run signalled from outside ended.
+struct Signalled {
+    code: Option<i32>,
+    stderr: String,
+    /// Steps logged when the first signal was sent.
+    steps_at_signal: usize,
+    seconds_to_exit: f64,
+}
+
+impl Signalled {
+    /// Stopped after the step in progress, with a checkpoint of that step, and said so.
+    fn assert_graceful(&self, part: &str, code: i32, checkpoints: &Path) {
+        assert_eq!(self.code, Some(code), "{}", self.stderr);
+        let prefix = format!("stopped: {part} stopped by ");
+        let at = self
+            .stderr
+            .find(&prefix)
+            .unwrap_or_else(|| panic!("{}", self.stderr));
+        let rest = &self.stderr[at..];
+        let step: usize = rest
+            .split("after step ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(
+            step == self.steps_at_signal || step == self.steps_at_signal + 1,
+            "signalled after {} steps, stopped after {step}",
+            self.steps_at_signal
+        );
+        assert!(checkpoints
+            .join(format!("step-{step:06}/complete"))
+            .is_file());
+        println!(
+            "{part}: signalled after step {}, stopped after step {step}, {:.2} s later",
+            self.steps_at_signal, self.seconds_to_exit
+        );
+    }
+}
+
+/// Runs the short recipe into `output` and sends `signals` (50 ms apart; the second once the
+/// first was acknowledged) once `metrics` (relative to `output`) has `lines` lines.
+fn signal_after(
+    output: &Path,
+    cache: &Path,
+    metrics: &str,
+    lines: usize,
+    signals: &[i32],
+) -> Signalled {
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(short_args(output, cache))
+        .current_dir(repo())
+        .stdout(Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .unwrap();
+    let metrics = output.join(metrics);
+    let logged = || std::fs::read_to_string(&metrics).map_or(0, |t| t.lines().count());
+    let start = Instant::now();
+    while logged() < lines && start.elapsed() < Duration::from_secs(300) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended before the signal"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // The metrics' first line is the step-0 evaluation.
+    let steps_at_signal = logged().saturating_sub(1);
+    let sent = Instant::now();
+    for (i, &signal) in signals.iter().enumerate() {
+        if i > 0 {
+            while !std::fs::read_to_string(log.path())
+                .unwrap()
+                .contains("signal again")
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            assert!(
+                child.try_wait().unwrap().is_none(),
+                "the run stopped before the second signal"
+            );
+        }
+        // SAFETY: kill(2) on the pid of a child this test spawned and has not reaped.
+        assert_eq!(unsafe { libc::kill(child.id() as i32, signal) }, 0);
+    }
+    let status = child.wait().unwrap();
+    Signalled {
+        code: status.code().or_else(|| {
+            use std::os::unix::process::ExitStatusExt;
+            status.signal().map(|s| 128 + s)
+        }),
+        stderr: std::fs::read_to_string(log.path()).unwrap(),
+        steps_at_signal,
+        seconds_to_exit: sent.elapsed().as_secs_f64(),
+    }
 }
 
 #[test]

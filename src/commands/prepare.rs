@@ -169,7 +169,17 @@ impl BackendTask for Compute<'_> {
         let mel = MelExtractor::decoder();
         let mut out = Computed::default();
         let bar = progress::bar(self.todo.len() as u64, "preparing");
-        for chunk in self.todo.chunks(CHUNK) {
+        for (index, chunk) in self.todo.chunks(CHUNK).enumerate() {
+            if let Some(signal) = crate::stop::requested() {
+                bar.finish_and_clear();
+                return Err(format!(
+                    "prepare stopped by {} after {} of {} clips; those are cached in {}, and rerunning the same command continues with the rest",
+                    crate::stop::signal_name(signal),
+                    index * CHUNK,
+                    self.todo.len(),
+                    self.cache_dir.display()
+                ));
+            }
             let mut decoded = Vec::new();
             for w in chunk {
                 match wav::read_mono(&w.source.audio, w.source.segment()) {

@@ -172,6 +172,9 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         statuses[i] = match exit {
             None => "done (earlier)".into(),
             Some(Exit::Ok) => "done".into(),
+            Some(Exit::Usage(_) | Exit::Failed(_)) if crate::stop::requested().is_some() => {
+                "stopped: rerun the sweep to continue".into()
+            }
             Some(Exit::Usage(e) | Exit::Failed(e)) => {
                 eprintln!("error: sweep run {}: {e}", run.name);
                 failed += 1;
@@ -181,6 +184,13 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         match write_summary(&statuses) {
             Ok(markdown) => last_summary = markdown,
             Err(e) => return Exit::Failed(e),
+        }
+        if let Some(signal) = crate::stop::requested() {
+            return Exit::Failed(format!(
+                "the sweep stopped by {} in run {:?} (its checkpoint is written); rerun the same command to continue",
+                crate::stop::signal_name(signal),
+                run.name
+            ));
         }
     }
     println!(

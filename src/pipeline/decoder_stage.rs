@@ -28,6 +28,8 @@ pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<Stag
         },
     ) {
         Ok(Ok(report)) => report,
+        // A stop signal's message says what stopped where; it is not a failure.
+        Ok(Err(e)) if crate::stop::requested().is_some() => return Err(e),
         Ok(Err(e)) => return Err(format!("stage two failed: {e}")),
         Err(e) => return Err(e.to_string()),
     };

@@ -29,6 +29,8 @@ pub fn run(
         },
     ) {
         Ok(Ok(report)) => report,
+        // A stop signal's message says what stopped where; it is not a failure.
+        Ok(Err(e)) if crate::stop::requested().is_some() => return Err(e),
         Ok(Err(e)) => return Err(format!("stage one failed: {e}")),
         Err(e) => return Err(e.to_string()),
     };

@@ -199,6 +199,17 @@ fn decoder_source(recipe: &Recipe, state: &State) -> Option<DecoderSource> {
     }
 }
 
+/// After a stop signal that arrived while a stage was finishing (exporting, packaging), the
+/// next stage does not start.
+fn stopped_before(stage: &str) -> Option<Exit> {
+    crate::stop::requested().map(|signal| {
+        Exit::Failed(format!(
+            "stopped by {} before {stage} started; rerun the same command to continue",
+            crate::stop::signal_name(signal)
+        ))
+    })
+}
+
 /// Runs the selected stages of `recipe` into its output directory.
 pub fn run(
     recipe: &Recipe,
@@ -228,6 +239,9 @@ pub fn run(
     }
 
     if selected(StageName::Lm) {
+        if let Some(exit) = stopped_before("stage one (lm)") {
+            return exit;
+        }
         match &survey.lm {
             State::Frozen(kept) => say(format!("stage one (lm): frozen, {kept} is kept")),
             State::Done(_) => say("stage one (lm): done, skipped"),
@@ -240,6 +254,9 @@ pub fn run(
         }
     }
     if selected(StageName::Decoder) {
+        if let Some(exit) = stopped_before("stage two (decoder)") {
+            return exit;
+        }
         match &survey.decoder {
             State::Frozen(kept) => say(format!("stage two (decoder): frozen, {kept} is kept")),
             State::Done(_) => say("stage two (decoder): done, skipped"),
@@ -251,6 +268,9 @@ pub fn run(
         }
     }
     if selected(StageName::Package) {
+        if let Some(exit) = stopped_before("the package") {
+            return exit;
+        }
         let survey = Survey::take(recipe, plan);
         let Some((lm, decoder)) = &survey.sources else {
             let waiting: Vec<&str> = [("lm", &survey.lm), ("decoder", &survey.decoder)]

@@ -79,13 +79,18 @@ impl Checkpoints {
         pointed.or_else(|| listed.last().cloned())
     }
 
+    /// Where the checkpoint of `step` is (or will be) written.
+    pub fn step_dir(&self, step: usize) -> PathBuf {
+        self.dir.join(step_name(step))
+    }
+
     /// Writes the checkpoint of `step`: `fill` writes its files into a temporary directory.
     pub fn save(
         &self,
         step: usize,
         fill: impl FnOnce(&Path) -> std::io::Result<()>,
     ) -> std::io::Result<PathBuf> {
-        let dir = self.dir.join(step_name(step));
+        let dir = self.step_dir(step);
         crate::atomic::write_dir(&dir, |tmp| {
             fill(tmp)?;
             std::fs::write(tmp.join(COMPLETE_MARKER), format!("{step}\n"))

@@ -398,7 +398,8 @@ pub fn train_flow<B: AutodiffBackend>(
                 eval_loss,
             })
             .map_err(log_error)?;
-            if step % train_cfg.checkpoint_every == 0 || step == total {
+            let stopping = crate::stop::requested().is_some();
+            if step % train_cfg.checkpoint_every == 0 || step == total || stopping {
                 state = next(
                     step,
                     &report.losses,
@@ -423,6 +424,16 @@ pub fn train_flow<B: AutodiffBackend>(
                     grad_norm = norm,
                     "decoder flow"
                 );
+            }
+            if stopping {
+                bar.finish_and_clear();
+                let dir = checkpoints.step_dir(step);
+                return Err(crate::stop::stopped_training(
+                    "stage two (flow)",
+                    step,
+                    total,
+                    &dir,
+                ));
             }
         }
         epoch += 1;

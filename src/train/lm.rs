@@ -451,7 +451,8 @@ pub fn train_lm<B: AutodiffBackend>(
             };
             log.write(&record)
                 .map_err(|e| format!("cannot write {}: {e}", log.path().display()))?;
-            if step % train_cfg.checkpoint_every == 0 || step == total_steps {
+            let stopping = crate::stop::requested().is_some();
+            if step % train_cfg.checkpoint_every == 0 || step == total_steps || stopping {
                 let last_group = group_index + 1 == groups.len();
                 state = TrainerState {
                     step,
@@ -473,6 +474,16 @@ pub fn train_lm<B: AutodiffBackend>(
             bar.inc(1);
             if step % train_cfg.log_every == 0 {
                 tracing::info!(step, loss = group_loss, lr, grad_norm = norm, "stage one");
+            }
+            if stopping {
+                bar.finish_and_clear();
+                let dir = checkpoints.step_dir(step);
+                return Err(crate::stop::stopped_training(
+                    "stage one (lm)",
+                    step,
+                    total_steps,
+                    &dir,
+                ));
             }
         }
         epoch += 1;

@@ -742,7 +742,8 @@ pub fn train_vocoder<B: AutodiffBackend>(
                 eval_loss,
             })
             .map_err(log_error)?;
-            if step % train_cfg.checkpoint_every == 0 || step == total {
+            let stopping = crate::stop::requested().is_some();
+            if step % train_cfg.checkpoint_every == 0 || step == total || stopping {
                 state = next(
                     step,
                     &report.losses,
@@ -761,6 +762,16 @@ pub fn train_vocoder<B: AutodiffBackend>(
                     discriminator_loss = d_value,
                     "decoder vocoder"
                 );
+            }
+            if stopping {
+                bar.finish_and_clear();
+                let dir = checkpoints.step_dir(step);
+                return Err(crate::stop::stopped_training(
+                    "stage two (vocoder)",
+                    step,
+                    total,
+                    &dir,
+                ));
             }
         }
         epoch += 1;
