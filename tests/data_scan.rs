@@ -107,8 +107,24 @@ fn broken_corpus(dir: &Path) -> std::path::PathBuf {
         r#"{"id": "past-end", "audio": "good.wav", "text": "x", "speaker": "ada", "start": 0.5, "end": 9.0}"#.to_string(),
         line("good2", "good2.wav", "fine"),
     ];
+    let mut bytes = (lines.join("\n") + "\n").into_bytes();
+    // Line 18: one byte that is not UTF-8 (a Latin-1 "é"); line 19: a 10 MB transcript;
+    // line 20: a context turn of 20,000 characters. Each is rejected alone.
+    let mut latin1 = line("latin1", "good.wav", "caf#").into_bytes();
+    let at = latin1.iter().position(|&b| b == b'#').unwrap();
+    latin1[at] = 0xE9;
+    bytes.extend(latin1);
+    bytes.push(b'\n');
+    bytes.extend(line("huge", "good.wav", &"la ".repeat(3_500_000)).as_bytes());
+    bytes.push(b'\n');
+    let long_turn = format!(
+        r#"{{"id": "long-context", "audio": "good.wav", "text": "x", "speaker": "ada", "context": [{{"speaker": "bob", "text": "{}"}}]}}"#,
+        "y".repeat(20_000)
+    );
+    bytes.extend(long_turn.as_bytes());
+    bytes.push(b'\n');
     let manifest = dir.join("manifest.jsonl");
-    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    std::fs::write(&manifest, bytes).unwrap();
     manifest
 }
 
@@ -150,11 +166,26 @@ fn broken_clips_and_lines_are_rejected_with_reasons() {
         .collect();
     assert_eq!(
         malformed,
-        [12, 13, 14, 15],
-        "bad JSON, missing field, end before start, duplicate id"
+        [12, 13, 14, 15, 18, 19, 20],
+        "bad JSON, missing field, end before start, duplicate id, not UTF-8, 10 MB line, long context"
+    );
+    let detail = |line: usize| {
+        let found = result.rejected.iter().find(|r| r.line == line).unwrap();
+        found.detail.clone()
+    };
+    assert!(
+        detail(18).contains("not valid UTF-8 (byte"),
+        "{}",
+        detail(18)
+    );
+    assert!(detail(19).contains("10500"), "{}", detail(19));
+    assert!(
+        detail(20).contains("`context[0].text` is 20000 characters"),
+        "{}",
+        detail(20)
     );
     let by_reason = result.rejected_by_reason();
-    assert_eq!(by_reason.values().sum::<usize>(), 15);
+    assert_eq!(by_reason.values().sum::<usize>(), 18);
 }
 
 #[test]
@@ -169,7 +200,7 @@ fn rejection_report_is_written_and_dry_run_lists_reasons() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 15);
+    assert_eq!(lines.len(), 18);
     assert!(lines
         .iter()
         .all(|l| l["reason"].is_string() && l["line"].is_u64() && l["manifest"].is_string()));
@@ -191,7 +222,7 @@ fn rejection_report_is_written_and_dry_run_lists_reasons() {
     assert!(!text(&out.stderr).contains("panicked"));
     for expected in [
         "rejected truncated: 1",
-        "rejected malformed_line: 4",
+        "rejected malformed_line: 7",
         "rejected non_finite_samples: 1",
         "2 kept",
     ] {

@@ -98,29 +98,57 @@ pub struct Manifest {
     pub bad_lines: Vec<BadLine>,
 }
 
-/// Reads manifests; malformed lines (bad JSON, missing fields, bad times, duplicate ids) are
-/// collected in `bad_lines` and the rest is kept. Only an unreadable file is an error.
+/// The longest manifest line read: a line with a long context and precomputed speech tokens is
+/// tens of kilobytes; anything near this is not one spoken line.
+pub const MAX_LINE_BYTES: usize = 1 << 20;
+
+/// The longest `text` (of the line or of a context turn), in characters: about twelve minutes
+/// of speech, far beyond any sequence stage one trains on.
+pub const MAX_TEXT_CHARS: usize = 10_000;
+
+/// Reads manifests; malformed lines (not UTF-8, bad JSON, missing fields, bad times, absurd
+/// lengths, duplicate ids) are collected in `bad_lines` and the rest is kept. Only an
+/// unreadable file is an error.
 pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
     let mut out = Manifest::default();
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
     for path in paths {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let bytes = std::fs::read(path).map_err(|e| {
             std::io::Error::new(
                 e.kind(),
                 format!("cannot read manifest {}: {e}", path.display()),
             )
         })?;
         let base = path.parent().unwrap_or(Path::new(""));
-        for (index, raw) in text.lines().enumerate() {
+        for (index, raw) in bytes.split(|&b| b == b'\n').enumerate() {
             let line = index + 1;
-            if raw.trim().is_empty() {
-                continue;
-            }
             let bad = |message: String| BadLine {
                 manifest: path.clone(),
                 line,
                 message,
             };
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            if raw.len() > MAX_LINE_BYTES {
+                out.bad_lines.push(bad(format!(
+                    "the line is {} bytes, more than one utterance can take (at most {} MiB)",
+                    raw.len(),
+                    MAX_LINE_BYTES >> 20
+                )));
+                continue;
+            }
+            let raw = match std::str::from_utf8(raw) {
+                Ok(raw) => raw,
+                Err(e) => {
+                    out.bad_lines.push(bad(format!(
+                        "not valid UTF-8 (byte {} of the line); manifests are UTF-8 JSON lines",
+                        e.valid_up_to() + 1
+                    )));
+                    continue;
+                }
+            };
+            if raw.trim().is_empty() {
+                continue;
+            }
             let parsed: Line = match serde_json::from_str(raw) {
                 Ok(parsed) => parsed,
                 Err(e) => {
@@ -129,6 +157,10 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
                     continue;
                 }
             };
+            if let Some(problem) = length_problem(&parsed) {
+                out.bad_lines.push(bad(problem));
+                continue;
+            }
             if let Some(problem) = times_problem(parsed.start, parsed.end) {
                 out.bad_lines.push(bad(problem));
                 continue;
@@ -170,6 +202,21 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
         }
     }
     Ok(out)
+}
+
+fn length_problem(line: &Line) -> Option<String> {
+    let chars = line.text.chars().count();
+    if chars > MAX_TEXT_CHARS {
+        return Some(format!(
+            "`text` is {chars} characters, not one spoken line (at most {MAX_TEXT_CHARS})"
+        ));
+    }
+    line.context.iter().enumerate().find_map(|(i, turn)| {
+        let chars = turn.text.chars().count();
+        (chars > MAX_TEXT_CHARS).then(|| {
+            format!("`context[{i}].text` is {chars} characters, not one spoken line (at most {MAX_TEXT_CHARS})")
+        })
+    })
 }
 
 fn times_problem(start: Option<f64>, end: Option<f64>) -> Option<String> {
