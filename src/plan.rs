@@ -92,7 +92,8 @@ impl Plan {
             recipe.data.validation.min_items,
         );
         let train = character.len() - validation;
-        let seconds: f64 = character.iter().map(|k| k.seconds).sum();
+        // A fold from +0.0: an empty f64 `sum()` is -0.0, printed "-0.000 h".
+        let seconds: f64 = character.iter().fold(0.0, |total, k| total + k.seconds);
         let train_seconds = if character.is_empty() {
             0.0
         } else {
@@ -200,7 +201,7 @@ fn human(n: u64) -> String {
 /// The dataset summary and plan as the dry run prints them.
 pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
     let mut s = String::new();
-    let total_kept: f64 = scan.kept.iter().map(|k| k.seconds).sum();
+    let total_kept: f64 = scan.kept.iter().fold(0.0, |total, k| total + k.seconds);
     let _ = writeln!(s, "== dataset ==");
     let _ = writeln!(
         s,

@@ -181,3 +181,112 @@ fn checkpoints_that_do_not_fit_their_config_are_refused_before_anything_runs() {
     );
     assert!(!run.join("lm").exists() && !run.join("arp-model").exists());
 }
+
+#[test]
+fn rejections_name_the_real_cause_and_standalone_prepare_reports_them() {
+    use arp_train::audio::wav::write_mono_i16;
+    use arp_train::audio::Audio;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tone = Audio {
+        samples: (0..16_000).map(|i| (i as f32 * 0.05).sin() * 0.3).collect(),
+        rate: 16_000,
+    };
+    write_mono_i16(&d.join("good.wav"), &tone).unwrap();
+    std::os::unix::fs::symlink("loop.wav", d.join("loop.wav")).unwrap();
+    std::fs::write(
+        d.join("song.wav"),
+        b"ID3\x03\x00\x00\x00\x00\x00\x00 mp3 frames",
+    )
+    .unwrap();
+    // A WAV header whose data chunk claims 2 GiB in a 1 KiB file.
+    let mut forged = std::fs::read(d.join("good.wav")).unwrap()[..44].to_vec();
+    forged[40..44].copy_from_slice(&(1u32 << 31).to_le_bytes());
+    forged.resize(1024, 0);
+    std::fs::write(d.join("forged.wav"), forged).unwrap();
+    let line = |id: &str, audio: &str, extra: &str| {
+        format!(r#"{{"id": "{id}", "audio": "{audio}", "text": "x", "speaker": "ada"{extra}}}"#)
+    };
+    let manifest = d.join("manifest.jsonl");
+    let lines = [
+        line("good", "good.wav", ""),
+        line("loop", "loop.wav", ""),
+        line("song", "song.wav", ""),
+        line("forged", "forged.wav", ""),
+        line("good", "good.wav", ""),
+        line("far", "good.wav", r#", "start": 0.5, "end": 1e308"#),
+    ];
+    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    let output = d.join("run");
+    let out = arp_train(
+        &repo(),
+        &[
+            "prepare",
+            "--recipe",
+            "recipes/tiny.yaml",
+            "--set",
+            &format!("data.manifests=[{}]", manifest.display()),
+            "--set",
+            &format!("output_dir={}", output.display()),
+            "--set",
+            &format!("data.cache_dir={}", d.join("cache").display()),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report = std::fs::read_to_string(output.join("reports/data-rejections.jsonl")).unwrap();
+    let rows: Vec<serde_json::Value> = report
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let detail = |line: u64| {
+        let row = rows
+            .iter()
+            .find(|r| r["line"] == line)
+            .unwrap_or_else(|| panic!("{report}"));
+        (
+            row["reason"].as_str().unwrap().to_string(),
+            row["detail"].as_str().unwrap().to_string(),
+            row["id"].clone(),
+        )
+    };
+    let (reason, text_2, _) = detail(2);
+    assert_eq!(reason, "undecodable");
+    assert!(text_2.contains("symbolic links"), "{text_2}");
+    let (_, text_3, _) = detail(3);
+    assert!(text_3.contains("MP3, not WAV"), "{text_3}");
+    let (reason, text_4, _) = detail(4);
+    assert_eq!(reason, "truncated");
+    assert!(
+        text_4.contains("declares 2147483648 bytes but the whole file has 1024"),
+        "{text_4}"
+    );
+    let (_, text_5, id) = detail(5);
+    assert!(text_5.contains("duplicate id"), "{text_5}");
+    assert_eq!(id, "good");
+    let (reason, text_6, _) = detail(6);
+    assert_eq!(reason, "bad_segment");
+    assert!(
+        text_6.contains("1.000e308") && text_6.len() < 200,
+        "{text_6}"
+    );
+
+    // synth with a decoder that is not there speaks of the flag, not of a recipe; bad input is 2.
+    let out = arp_train(
+        &repo(),
+        &[
+            "synth",
+            "--decoder",
+            "/nonexistent",
+            "--tokens",
+            "1 2 3",
+            "--out",
+            "x.wav",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("--decoder /nonexistent: no such directory") && !err.contains("recipe"),
+        "{err}"
+    );
+}

@@ -9,14 +9,58 @@ use super::Audio;
 pub enum WavError {
     #[error("file not found")]
     Missing,
+    #[error("cannot open the file: {0}")]
+    Unreadable(String),
     #[error("not a readable WAV file: {0}")]
     Undecodable(String),
-    #[error("unsupported WAV encoding: {0}")]
+    #[error("unsupported format: {0}")]
     Unsupported(String),
     #[error("truncated: the header declares {declared} frames but only {found} could be read")]
     Truncated { declared: u64, found: u64 },
-    #[error("segment {start:.3}-{end:.3} s is outside the file ({seconds:.3} s)")]
+    #[error("the data chunk declares {declared_bytes} bytes but the whole file has {file_bytes} (truncated, or a corrupt header)")]
+    OversizeData {
+        declared_bytes: u64,
+        file_bytes: u64,
+    },
+    #[error(
+        "segment {}-{} s is outside the file ({} s)",
+        seconds_text(*start),
+        seconds_text(*end),
+        seconds_text(*seconds)
+    )]
     BadSegment { start: f64, end: f64, seconds: f64 },
+}
+
+/// Seconds for messages: `12.345`, or `1.000e308` for absurd values (never 300 digits).
+pub fn seconds_text(seconds: f64) -> String {
+    if seconds.is_finite() && seconds.abs() < 1e9 {
+        format!("{seconds:.3}")
+    } else {
+        format!("{seconds:.3e}")
+    }
+}
+
+/// What a file that is not a RIFF/WAVE file is, from its first bytes, for the rejection reason.
+fn not_wav(head: &[u8]) -> String {
+    let kind = match head {
+        [b'I', b'D', b'3', ..] | [0xFF, 0xE0..=0xFF, ..] => Some("MP3"),
+        [b'f', b'L', b'a', b'C', ..] => Some("FLAC"),
+        [b'O', b'g', b'g', b'S', ..] => Some("Ogg (Vorbis/Opus)"),
+        [_, _, _, _, b'f', b't', b'y', b'p', ..] => Some("MP4/M4A"),
+        [0x1A, 0x45, 0xDF, 0xA3, ..] => Some("Matroska/WebM"),
+        [b'R', b'I', b'F', b'F', _, _, _, _, w, ..] if *w != b'W' => {
+            Some("a RIFF file that is not WAVE")
+        }
+        [] => None,
+        _ => None,
+    };
+    match (kind, head.is_empty()) {
+        (_, true) => "an empty file, not a WAV file".into(),
+        (Some(kind), _) => format!(
+            "{kind}, not WAV; arp-train reads WAV (convert with e.g. `ffmpeg -i IN -ar 16000 OUT.wav`)"
+        ),
+        (None, _) => "not a WAV file (no RIFF/WAVE header)".into(),
+    }
 }
 
 /// Seconds a segment end may overshoot the file (rounding in manifests).
@@ -24,12 +68,33 @@ const SEGMENT_SLACK: f64 = 0.05;
 
 /// Decodes `path` to mono; with `segment`, only that span (seconds).
 pub fn read_mono(path: &Path, segment: Option<(f64, Option<f64>)>) -> Result<Audio, WavError> {
-    if !path.exists() {
-        return Err(WavError::Missing);
+    let file_bytes = match std::fs::metadata(path) {
+        Ok(meta) => meta.len(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(WavError::Missing),
+        // A symlink loop, a permission problem: say which, not "not found".
+        Err(e) => return Err(WavError::Unreadable(e.to_string())),
+    };
+    let mut head = [0u8; 12];
+    let read = std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read(&mut f, &mut head))
+        .map_err(|e| WavError::Unreadable(e.to_string()))?;
+    let head = &head[..read];
+    if !(head.len() == 12 && matches!(&head[..4], b"RIFF" | b"RF64") && &head[8..12] == b"WAVE") {
+        return Err(WavError::Unsupported(not_wav(head)));
     }
     let mut reader =
         hound::WavReader::open(path).map_err(|e| WavError::Undecodable(e.to_string()))?;
     let spec = reader.spec();
+    // A data chunk that claims more than the file holds: refused before anything is allocated
+    // for it (a forged header could otherwise ask for gigabytes).
+    let frame_bytes = (spec.bits_per_sample as u64).div_ceil(8) * spec.channels as u64;
+    let declared_frames = reader.duration() as u64;
+    if frame_bytes > 0 && declared_frames.saturating_mul(frame_bytes) > file_bytes {
+        return Err(WavError::OversizeData {
+            declared_bytes: declared_frames.saturating_mul(frame_bytes),
+            file_bytes,
+        });
+    }
     let channels = spec.channels as usize;
     if channels == 0 || spec.sample_rate == 0 {
         return Err(WavError::Undecodable(format!(

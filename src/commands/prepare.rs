@@ -268,10 +268,16 @@ pub fn prepare(args: PrepareArgs) -> Exit {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
     };
-    match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
-        Ok(scan) => prepare_recipe(&recipe, &scan, device),
-        Err(e) => Exit::Usage(e.to_string()),
+    let scan = match scan::scan(&recipe.data.manifests, &recipe.data.filters) {
+        Ok(scan) => scan,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
+    let report = scan::rejections_report(&recipe.output_dir);
+    if let Err(e) = scan.write_rejections(&report) {
+        return Exit::Failed(format!("cannot write {}: {e}", report.display()));
     }
+    tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
+    prepare_recipe(&recipe, &scan, device)
 }
 
 /// Fills the recipe's dataset cache on `device` (already resolved) from the data scan of its

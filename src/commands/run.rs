@@ -117,7 +117,7 @@ pub fn execute(
         if !scan.rejected.is_empty() {
             println!(
                 "rejections (a run writes them to {}):",
-                rejections_path(&recipe.output_dir).display()
+                crate::data::scan::rejections_report(&recipe.output_dir).display()
             );
             for r in &scan.rejected {
                 let what = r.id.clone().unwrap_or_else(|| format!("line {}", r.line));
@@ -161,7 +161,7 @@ pub fn execute(
         log = %log.display(),
         "starting run"
     );
-    let report = rejections_path(&recipe.output_dir);
+    let report = crate::data::scan::rejections_report(&recipe.output_dir);
     if let Err(e) = scan.write_rejections(&report) {
         return Exit::Failed(format!("cannot write {}: {e}", report.display()));
     }
@@ -173,8 +173,4 @@ pub fn execute(
     }
     crate::logfile::close();
     exit
-}
-
-fn rejections_path(output_dir: &Path) -> PathBuf {
-    output_dir.join("reports").join("data-rejections.jsonl")
 }

@@ -113,10 +113,28 @@ impl<B: Backend> Decoder<B> {
 
 /// The decoder directory of `path`: the package's decoder when `path` is an ARP-Model package.
 pub fn decoder_dir(path: &Path) -> Result<PathBuf, String> {
-    Ok(match crate::package::open(path)? {
+    if !path.is_dir() {
+        return Err(format!(
+            "--decoder {}: {}",
+            path.display(),
+            if path.exists() {
+                "not a directory (give a GLM-4-Voice-Decoder directory or an ARP-Model package)"
+            } else {
+                "no such directory"
+            }
+        ));
+    }
+    let dir = match crate::package::open(path)? {
         Some(manifest) => path.join(&manifest.decoder.dir),
         None => path.to_path_buf(),
-    })
+    };
+    if !dir.join(CONFIG_FILE).is_file() {
+        return Err(format!(
+            "--decoder {}: no {CONFIG_FILE}; give a GLM-4-Voice-Decoder directory (config.yaml, flow.safetensors, hift.safetensors) or an ARP-Model package",
+            path.display()
+        ));
+    }
+    Ok(dir)
 }
 
 struct Synth<'a> {
@@ -159,13 +177,13 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
     if args.steps == 0 {
         return Exit::Usage("--steps must be at least 1".into());
     }
-    let (device, _) = match backend::resolve(device.unwrap_or(DeviceSpec::Auto), Dtype::Fp32) {
-        Ok(resolved) => resolved,
-        Err(e) => return Exit::Usage(e.to_string()),
-    };
     let decoder_dir = match decoder_dir(&args.decoder) {
         Ok(dir) => dir,
         Err(e) => return Exit::Usage(e),
+    };
+    let (device, _) = match backend::resolve(device.unwrap_or(DeviceSpec::Auto), Dtype::Fp32) {
+        Ok(resolved) => resolved,
+        Err(e) => return Exit::Usage(e.to_string()),
     };
     let task = Synth {
         dir: &decoder_dir,

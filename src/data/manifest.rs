@@ -77,6 +77,8 @@ impl Utterance {
 pub struct BadLine {
     pub manifest: PathBuf,
     pub line: usize,
+    /// The line's id when it could be read (a duplicate id's rejection carries it).
+    pub id: Option<String>,
     pub message: String,
 }
 
@@ -125,6 +127,7 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
             let bad = |message: String| BadLine {
                 manifest: path.clone(),
                 line,
+                id: None,
                 message,
             };
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -166,11 +169,14 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
                 continue;
             }
             if let Some((first_file, first_line)) = seen.get(&parsed.id) {
-                out.bad_lines.push(bad(format!(
-                    "duplicate id {:?} (first at {}:{first_line})",
-                    parsed.id,
-                    first_file.display()
-                )));
+                out.bad_lines.push(BadLine {
+                    id: Some(parsed.id.clone()),
+                    ..bad(format!(
+                        "duplicate id {:?} (first at {}:{first_line})",
+                        parsed.id,
+                        first_file.display()
+                    ))
+                });
                 continue;
             }
             seen.insert(parsed.id.clone(), (path.clone(), line));
@@ -222,13 +228,19 @@ fn length_problem(line: &Line) -> Option<String> {
 fn times_problem(start: Option<f64>, end: Option<f64>) -> Option<String> {
     let finite_nonneg = |t: f64| t.is_finite() && t >= 0.0;
     match (start, end) {
-        (Some(s), _) if !finite_nonneg(s) => {
-            Some(format!("`start` must be a time >= 0 in seconds, found {s}"))
-        }
-        (_, Some(e)) if !finite_nonneg(e) => {
-            Some(format!("`end` must be a time >= 0 in seconds, found {e}"))
-        }
-        (Some(s), Some(e)) if e <= s => Some(format!("`end` ({e}) must be after `start` ({s})")),
+        (Some(s), _) if !finite_nonneg(s) => Some(format!(
+            "`start` must be a time >= 0 in seconds, found {}",
+            crate::audio::wav::seconds_text(s)
+        )),
+        (_, Some(e)) if !finite_nonneg(e) => Some(format!(
+            "`end` must be a time >= 0 in seconds, found {}",
+            crate::audio::wav::seconds_text(e)
+        )),
+        (Some(s), Some(e)) if e <= s => Some(format!(
+            "`end` ({}) must be after `start` ({})",
+            crate::audio::wav::seconds_text(e),
+            crate::audio::wav::seconds_text(s)
+        )),
         _ => None,
     }
 }

@@ -82,10 +82,17 @@ impl Scan {
 fn wav_rejection(e: &WavError) -> Rejection {
     match e {
         WavError::Missing => Rejection::MissingFile,
-        WavError::Undecodable(_) | WavError::Unsupported(_) => Rejection::Undecodable,
-        WavError::Truncated { .. } => Rejection::Truncated,
+        WavError::Undecodable(_) | WavError::Unsupported(_) | WavError::Unreadable(_) => {
+            Rejection::Undecodable
+        }
+        WavError::Truncated { .. } | WavError::OversizeData { .. } => Rejection::Truncated,
         WavError::BadSegment { .. } => Rejection::BadSegment,
     }
+}
+
+/// Where a run (and `prepare`) writes every rejected line and clip with its reason.
+pub fn rejections_report(output_dir: &Path) -> PathBuf {
+    output_dir.join("reports").join("data-rejections.jsonl")
 }
 
 /// Reads the manifests and checks every utterance. A bad line or a bad clip is recorded and
@@ -97,7 +104,7 @@ pub fn scan(manifests: &[PathBuf], filters: &QualityFilters) -> std::io::Result<
         out.rejected.push(RejectionRecord {
             manifest: bad.manifest,
             line: bad.line,
-            id: None,
+            id: bad.id,
             audio: None,
             speaker: None,
             reason: Rejection::MalformedLine.name(),

@@ -24,7 +24,10 @@ pub struct Named<M> {
 }
 
 pub fn read_config(path: &Path) -> Result<DecoderModelConfig, String> {
-    DecoderModelConfig::from_file(path).map_err(|e| e.to_string())
+    DecoderModelConfig::from_file(path).map_err(|e| {
+        let lines: Vec<String> = e.0.iter().map(|d| d.to_string()).collect();
+        lines.join("\n")
+    })
 }
 
 fn weights_file(dir: &Path, file: &str) -> Result<PathBuf, String> {

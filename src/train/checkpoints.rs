@@ -6,6 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
+use burn::record::{BinBytesRecorder, FullPrecisionSettings, Record, Recorder};
+use burn::tensor::backend::Backend;
+
 pub struct Checkpoints {
     dir: PathBuf,
     keep_last_n: usize,
@@ -85,27 +88,62 @@ impl Checkpoints {
     }
 
     /// Writes the checkpoint of `step`: `fill` writes its files into a temporary directory.
+    /// A failure says what failed, where, and which earlier checkpoint is intact.
     pub fn save(
         &self,
         step: usize,
         fill: impl FnOnce(&Path) -> std::io::Result<()>,
-    ) -> std::io::Result<PathBuf> {
+    ) -> Result<PathBuf, String> {
         let dir = self.step_dir(step);
+        let previous = self.latest();
         crate::atomic::write_dir(&dir, |tmp| {
             fill(tmp)?;
             std::fs::write(tmp.join(COMPLETE_MARKER), format!("{step}\n"))
-        })?;
-        crate::atomic::write(&self.dir.join("latest"), step_name(step).as_bytes())?;
+        })
+        .and_then(|()| crate::atomic::write(&self.dir.join("latest"), step_name(step).as_bytes()))
+        .map_err(|e| save_failure(&dir, previous, &e))?;
         let listed = self.list();
         if listed.len() > self.keep_last_n {
             for (_, old) in &listed[..listed.len() - self.keep_last_n] {
-                std::fs::remove_dir_all(old)?;
+                std::fs::remove_dir_all(old).map_err(|e| {
+                    format!("cannot remove the old checkpoint {}: {e}", old.display())
+                })?;
             }
         }
         Ok(dir)
     }
 }
 
+fn save_failure(dir: &Path, previous: Option<(usize, PathBuf)>, e: &std::io::Error) -> String {
+    let intact = match previous {
+        Some((step, path)) => format!(
+            "the previous checkpoint (step {step}, {}) is intact",
+            path.display()
+        ),
+        None => "no earlier checkpoint exists yet".to_string(),
+    };
+    if e.kind() == std::io::ErrorKind::StorageFull {
+        format!(
+            "no space left on device while writing the checkpoint {}; {intact}. Free some space and rerun the same command to continue.",
+            dir.display()
+        )
+    } else {
+        format!(
+            "cannot write the checkpoint {}: {e}; {intact}",
+            dir.display()
+        )
+    }
+}
+
+/// Writes a burn record (optimizer state) to `<path>.bin` in the format burn's `BinFileRecorder`
+/// writes and loads (the same bincode; only the recorder's name in the metadata differs). burn's file recorder drops its buffered writer without
+/// checking the final flush, so a full disk could leave a short file; `std::fs::write` reports
+/// every failed write, with its kind.
+pub fn write_record<B: Backend, R: Record<B>>(record: R, path: &Path) -> std::io::Result<()> {
+    let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
+    let bytes = Recorder::<B>::record(&recorder, record, ()).map_err(std::io::Error::other)?;
+    std::fs::write(path.with_extension("bin"), bytes)
+}
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,6 +175,15 @@ mod tests {
         std::fs::create_dir_all(stage.join("step-000020")).unwrap();
         std::fs::write(stage.join("latest"), "step-000020").unwrap();
         assert_eq!(ckpt.latest().unwrap().0, 12);
+        // A full disk is said as such, with the checkpoint that is intact.
+        let err = ckpt
+            .save(24, |_| std::fs::write("/dev/full", [0u8; 4096]))
+            .unwrap_err();
+        assert!(
+            err.starts_with("no space left on device while writing the checkpoint"),
+            "{err}"
+        );
+        assert!(err.contains("the previous checkpoint (step 12"), "{err}");
         let reopened = Checkpoints::open(&stage, 2).unwrap();
         assert!(!std::fs::read_dir(&stage)
             .unwrap()
@@ -146,5 +193,23 @@ mod tests {
             std::fs::read_to_string(reopened.latest().unwrap().1.join("weights")).unwrap(),
             "12"
         );
+    }
+
+    #[test]
+    fn records_written_here_load_with_the_bin_file_recorder() {
+        use burn::record::{BinFileRecorder, Recorder};
+        type Cpu = burn::backend::NdArray<f32>;
+        let dir = tempfile::tempdir().unwrap();
+        let item: Vec<f32> = (0..5000).map(|i| i as f32 * 0.25).collect();
+        let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
+        Recorder::<Cpu>::record(&recorder, item.clone(), dir.path().join("burn")).unwrap();
+        write_record::<Cpu, _>(item.clone(), &dir.path().join("ours")).unwrap();
+        let loaded: Vec<f32> =
+            Recorder::<Cpu>::load(&recorder, dir.path().join("ours"), &Default::default()).unwrap();
+        assert_eq!(loaded, item);
+
+        std::os::unix::fs::symlink("/dev/full", dir.path().join("full.bin")).unwrap();
+        let err = write_record::<Cpu, _>(item, &dir.path().join("full")).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull);
     }
 }

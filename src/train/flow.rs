@@ -266,19 +266,14 @@ pub fn train_flow<B: AutodiffBackend>(
                     if abort {
                         std::process::abort();
                     }
-                    recorder
-                        .record(optimizer.to_record(), dir.join("optimizer"))
-                        .map_err(std::io::Error::other)?;
+                    super::checkpoints::write_record::<B, _>(
+                        optimizer.to_record(),
+                        &dir.join("optimizer"),
+                    )?;
                     std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
                     std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
                 })
                 .map(|_| ())
-                .map_err(|e| {
-                    format!(
-                        "cannot write a checkpoint under {}: {e}",
-                        stage_dir.display()
-                    )
-                })
         };
     let eval = |model: &Flow<B>| {
         (!data.validation.is_empty()).then(|| {

@@ -326,12 +326,6 @@ pub fn train_lm<B: AutodiffBackend>(
                 std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
             })
             .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "cannot write a checkpoint under {}: {e}",
-                    stage_dir.display()
-                )
-            })
     };
     let held_out_loss = |model: &ChatGlmModel<B>| {
         mean_loss(

@@ -600,22 +600,18 @@ pub fn train_vocoder<B: AutodiffBackend>(
                     std::process::abort();
                 }
                 save_named(&gan.disc, &d_names, &dir.join(DISCRIMINATORS_FILE))?;
-                recorder
-                    .record(gan.opt_g.to_record(), dir.join("optimizer_generator"))
-                    .map_err(std::io::Error::other)?;
-                recorder
-                    .record(gan.opt_d.to_record(), dir.join("optimizer_discriminators"))
-                    .map_err(std::io::Error::other)?;
+                super::checkpoints::write_record::<B, _>(
+                    gan.opt_g.to_record(),
+                    &dir.join("optimizer_generator"),
+                )?;
+                super::checkpoints::write_record::<B, _>(
+                    gan.opt_d.to_record(),
+                    &dir.join("optimizer_discriminators"),
+                )?;
                 std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
                 std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
             })
             .map(|_| ())
-            .map_err(|e| {
-                format!(
-                    "cannot write a checkpoint under {}: {e}",
-                    stage_dir.display()
-                )
-            })
     };
     let eval = |hift: &Hift<B>| {
         (!data.validation.is_empty()).then(|| {
