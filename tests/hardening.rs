@@ -290,3 +290,75 @@ fn rejections_name_the_real_cause_and_standalone_prepare_reports_them() {
         "{err}"
     );
 }
+
+#[test]
+fn synth_refuses_codes_beyond_its_limit_in_bounded_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let decoder = repo().join("models/tiny/glm-4-voice-decoder");
+    let decoder_arg = decoder.display().to_string();
+    let config = arp_train::models::decoder::read_config(&decoder.join("config.yaml")).unwrap();
+    let limit = arp_train::commands::synth::max_codes(&config);
+    assert!(
+        limit >= 500,
+        "a limit of {limit} codes would refuse ordinary replies"
+    );
+
+    let codes = |n: usize| -> String {
+        let list: Vec<String> = (0..n).map(|i| (i % 7).to_string()).collect();
+        let file = dir.path().join(format!("codes-{n}.txt"));
+        std::fs::write(&file, list.join(" ")).unwrap();
+        file.display().to_string()
+    };
+    let out_wav = dir.path().join("out.wav").display().to_string();
+    let long = codes(200_000);
+    let run = arp_train_measured(
+        dir.path(),
+        &[
+            "synth",
+            "--decoder",
+            &decoder_arg,
+            "--codes",
+            &long,
+            "--out",
+            &out_wav,
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_eq!(run.code, Some(2), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(&format!("200000 speech codes (266.7 minutes of speech) are more than one synthesis takes: at most {limit}")),
+        "{}",
+        run.stderr
+    );
+    assert!(run.peak_bytes < GIB, "peak {} bytes", run.peak_bytes);
+    eprintln!(
+        "synth on 200,000 codes: peak {:.1} MiB",
+        run.peak_bytes as f64 / (1 << 20) as f64
+    );
+
+    // At the limit it synthesizes, within the memory the limit is meant to bound.
+    let at_limit = codes(limit);
+    let run = arp_train_measured(
+        dir.path(),
+        &[
+            "synth",
+            "--decoder",
+            &decoder_arg,
+            "--codes",
+            &at_limit,
+            "--out",
+            &out_wav,
+            "--device",
+            "cpu",
+            "--steps",
+            "1",
+        ],
+    );
+    assert_eq!(run.code, Some(0), "{}", run.stderr);
+    assert!(run.peak_bytes < 2 * GIB, "peak {} bytes", run.peak_bytes);
+    eprintln!(
+        "synth on {limit} codes: peak {:.1} MiB",
+        run.peak_bytes as f64 / (1 << 20) as f64
+    );
+}

@@ -71,6 +71,39 @@ pub fn parse_codes(text: &str) -> Result<Vec<u32>, String> {
         .collect()
 }
 
+/// The bytes one attention score matrix (every head, fp32) may take in one synthesis.
+const MAX_ATTENTION_BYTES: f64 = 512.0 * 1024.0 * 1024.0;
+
+/// The most speech codes one synthesis takes. The flow attends over every mel frame at once,
+/// so its memory grows with the square of the length; this keeps one attention matrix (heads x
+/// frames^2 fp32 scores) within 512 MiB: 1,188 codes (95 s of speech at 12.5 codes/s) with the
+/// tiny decoder's 2 heads, 594 (47 s) with GLM-4-Voice-Decoder's 8. GLM-4-Voice itself decodes
+/// a reply in blocks of tens of codes.
+pub fn max_codes(config: &DecoderModelConfig) -> usize {
+    let flow = &config.flow;
+    let heads = flow
+        .encoder
+        .attention_heads
+        .max(flow.estimator.num_heads)
+        .max(1) as f64;
+    let max_frames = (MAX_ATTENTION_BYTES / (4.0 * heads)).sqrt();
+    (max_frames * 256.0 / 22050.0 * flow.input_frame_rate) as usize
+}
+
+/// Refuses more codes than [`max_codes`], saying how long that is and what to do.
+pub fn check_length(codes: usize, config: &DecoderModelConfig) -> Result<(), String> {
+    let limit = max_codes(config);
+    let minutes = |n: usize| n as f64 / config.flow.input_frame_rate / 60.0;
+    if codes > limit {
+        return Err(format!(
+            "{codes} speech codes ({:.1} minutes of speech) are more than one synthesis takes: at most {limit} ({:.1} minutes), since the flow's attention memory grows with the square of the length; split the codes into parts and synthesize each",
+            minutes(codes),
+            minutes(limit)
+        ));
+    }
+    Ok(())
+}
+
 /// A GLM-4-Voice-Decoder loaded for synthesis.
 pub struct Decoder<B: Backend> {
     config: DecoderModelConfig,
@@ -104,6 +137,7 @@ impl<B: Backend> Decoder<B> {
                 self.config.flow.vocab_size
             ));
         }
+        check_length(codes.len(), &self.config)?;
         let mel = self.flow.synthesize(codes, steps, seed, device);
         let mut rng = Rng::new(seed ^ 0x50_55_52_43_45);
         let (wave, _) = vocode(&self.hift, &self.config.hift, mel, &mut rng);
@@ -181,6 +215,11 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
         Ok(dir) => dir,
         Err(e) => return Exit::Usage(e),
     };
+    let checked = read_config(&decoder_dir.join(CONFIG_FILE))
+        .and_then(|config| check_length(codes.len(), &config));
+    if let Err(e) = checked {
+        return Exit::Usage(e);
+    }
     let (device, _) = match backend::resolve(device.unwrap_or(DeviceSpec::Auto), Dtype::Fp32) {
         Ok(resolved) => resolved,
         Err(e) => return Exit::Usage(e.to_string()),
