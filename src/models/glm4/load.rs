@@ -262,14 +262,7 @@ pub fn load_model_keeping_fp32<B: Backend>(
     let config = Glm4Config::from_file(&dir.join("config.json")).map_err(|e| e.to_string())?;
     let store = TensorStore::open(&shard_files(dir)?).map_err(|e| e.to_string())?;
     let model = build::<B>(&store, &config, device, keep_fp32).map_err(|e| e.to_string())?;
-    let extra: Vec<String> = store
-        .unused()
-        .into_iter()
-        .filter(|n| !ignorable(n))
-        .collect();
-    if !extra.is_empty() {
-        return Err(unexpected_tensors(dir, &config, &extra));
-    }
+    refuse_unused(dir, &config, &store)?;
     Ok((model, config))
 }
 
@@ -287,15 +280,21 @@ pub fn check_checkpoint(dir: &Path) -> Result<(), String> {
         &|_| false,
     )
     .map_err(|e| e.to_string())?;
+    refuse_unused(dir, &config, &store)
+}
+
+/// After a build from `store`: an error naming the tensors the model did not take.
+fn refuse_unused(dir: &Path, config: &Glm4Config, store: &TensorStore) -> Result<(), String> {
     let extra: Vec<String> = store
         .unused()
         .into_iter()
         .filter(|n| !ignorable(n))
         .collect();
-    if !extra.is_empty() {
-        return Err(unexpected_tensors(dir, &config, &extra));
+    if extra.is_empty() {
+        Ok(())
+    } else {
+        Err(unexpected_tensors(dir, config, &extra))
     }
-    Ok(())
 }
 
 /// Why a checkpoint holds tensors the config's model has no place for. Training on would
