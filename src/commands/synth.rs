@@ -87,7 +87,7 @@ pub fn max_codes(config: &DecoderModelConfig) -> usize {
         .max(flow.estimator.num_heads)
         .max(1) as f64;
     let max_frames = (MAX_ATTENTION_BYTES / (4.0 * heads)).sqrt();
-    (max_frames * 256.0 / 22050.0 * flow.input_frame_rate) as usize
+    crate::models::flow::tokens_for_mel_frames(max_frames, flow.input_frame_rate)
 }
 
 /// Refuses more codes than [`max_codes`], saying how long that is and what to do.

@@ -136,9 +136,9 @@ fn save_failure(dir: &Path, previous: Option<(usize, PathBuf)>, e: &std::io::Err
 }
 
 /// Writes a burn record (optimizer state) to `<path>.bin` in the format burn's `BinFileRecorder`
-/// writes and loads (the same bincode; only the recorder's name in the metadata differs). burn's file recorder drops its buffered writer without
-/// checking the final flush, so a full disk could leave a short file; `std::fs::write` reports
-/// every failed write, with its kind.
+/// writes and loads (the same bincode; only the recorder's name in the metadata differs).
+/// burn's file recorder drops its buffered writer without checking the final flush, so a full
+/// disk could leave a short file; `std::fs::write` reports every failed write, with its kind.
 pub fn write_record<B: Backend, R: Record<B>>(record: R, path: &Path) -> std::io::Result<()> {
     let recorder = BinBytesRecorder::<FullPrecisionSettings>::default();
     let bytes = Recorder::<B>::record(&recorder, record, ()).map_err(std::io::Error::other)?;

@@ -38,6 +38,11 @@ pub fn mel_frames_for_tokens(tokens: usize, frame_rate: f64) -> usize {
     (tokens as f64 / frame_rate * 22050.0 / 256.0) as usize
 }
 
+/// The tokens whose mel fits in `frames` (the inverse of [`mel_frames_for_tokens`]).
+pub fn tokens_for_mel_frames(frames: f64, frame_rate: f64) -> usize {
+    (frames * 256.0 / 22050.0 * frame_rate) as usize
+}
+
 impl<B: Backend> Flow<B> {
     pub fn new(b: &Builder<B>, c: &FlowConfig) -> Result<Self, TensorError> {
         let mel = c.output_size;
