@@ -1,5 +1,5 @@
 //! Feature-extraction throughput: both log-mel recipes over the bundled corpus, one core,
-//! against the numpy reference (tools/mel_reference.py --bench) measured in the same run.
+//! against the numpy reference (tools/fixtures/mel_reference.py --bench) measured in the same run.
 //!
 //!     cargo bench --bench features
 //!
@@ -48,7 +48,7 @@ fn throughput(inputs: &[Vec<f32>], rate: u32, f: impl Fn(&[f32])) -> f64 {
 fn numpy_reference(repo: &Path) -> Result<serde_json::Value, String> {
     let python = std::env::var("ARP_PYTHON").unwrap_or_else(|_| "python3".into());
     let out = Command::new(&python)
-        .arg(repo.join("tools/mel_reference.py"))
+        .arg(repo.join("tools/fixtures/mel_reference.py"))
         .arg("--bench")
         .env("OMP_NUM_THREADS", "1")
         .env("OPENBLAS_NUM_THREADS", "1")
@@ -57,7 +57,7 @@ fn numpy_reference(repo: &Path) -> Result<serde_json::Value, String> {
         .map_err(|e| format!("cannot run {python}: {e}"))?;
     if !out.status.success() {
         return Err(format!(
-            "{python} tools/mel_reference.py --bench failed: {}",
+            "{python} tools/fixtures/mel_reference.py --bench failed: {}",
             String::from_utf8_lossy(&out.stderr)
         ));
     }

@@ -7,7 +7,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use arp_train::backend::DeviceSpec;
 use arp_train::commands::{self, run::RunArgs, Exit};
-use arp_train::train::lm::Resume;
+use arp_train::train::driver::Resume;
 
 #[derive(Parser)]
 #[command(

@@ -2,6 +2,16 @@
 //! dropout, prompt lengths, NSF phases). Draws are made on the host from (seed, step), so a
 //! resumed run repeats them exactly and every backend sees the same numbers.
 
+/// Streams of [`Rng::for_step`]: each kind of draw has its own, so no two ever coincide.
+pub const FLOW_STREAM: u64 = 1;
+pub const VOCODER_STREAM: u64 = 2;
+/// The vocoder's per-epoch shuffle of utterances.
+pub const VOCODER_SHUFFLE_STREAM: u64 = 12;
+/// The flow's held-out draws (per batch).
+pub const EVAL_STREAM: u64 = 99;
+/// The vocoder's held-out draws (per utterance).
+pub const VOCODER_EVAL_STREAM: u64 = 100;
+
 /// xorshift64* seeded through splitmix64.
 #[derive(Clone, Debug)]
 pub struct Rng(u64);

@@ -15,6 +15,7 @@ mod glm4_precision;
 mod glm4_recompute;
 mod glm4_tokenizer;
 mod hardening;
+mod layout;
 mod pipeline;
 mod prepare;
 mod recipes;

@@ -1,4 +1,4 @@
-//! Audio front end parity against tools/mel_reference.py (numpy, committed fixture):
+//! Audio front end parity against tools/fixtures/mel_reference.py (numpy, committed fixture):
 //! WAV decoding, Whisper 128-bin and Matcha 80-bin log-mels, max abs error <= 1e-4.
 
 use std::collections::BTreeMap;

@@ -1,5 +1,5 @@
 //! `arp-train bench`: the harness on the tiny recipe's shapes (CPU), its JSON (the PyTorch
-//! baseline's input), and its errors. tools/bench_reference.py runs on that JSON in .ci/run.
+//! baseline's input), and its errors. tools/bench/bench_reference.py runs on that JSON in .ci/run.
 
 use crate::common::{arp_train, repo, text};
 

@@ -1,14 +1,14 @@
-//! GLM-4-Voice-Decoder (flow + HiFT) in burn against tools/decoder_reference.py (PyTorch, f64):
+//! GLM-4-Voice-Decoder (flow + HiFT) in burn against tools/fixtures/decoder_reference.py (PyTorch, f64):
 //! a tiny random checkpoint with the reference state-dict names (HiFT with weight_g/weight_v),
 //! each output within 1e-4 relative error (max |rust - reference| / max |reference|).
 
 use std::path::PathBuf;
 
 use arp_train::checkpoint::tensors::TensorStore;
-use arp_train::models::decoder_config::DecoderModelConfig;
-use arp_train::models::flow::Flow;
-use arp_train::models::hift::source::{harmonic_waves, SourceNoise};
-use arp_train::models::hift::Hift;
+use arp_train::models::decoder::config::DecoderModelConfig;
+use arp_train::models::decoder::flow::Flow;
+use arp_train::models::decoder::hift::source::{harmonic_waves, SourceNoise};
+use arp_train::models::decoder::hift::Hift;
 use arp_train::models::layers::Builder;
 use arp_train::models::to_host_f32;
 use burn::backend::NdArray;
@@ -369,7 +369,7 @@ fn the_real_decoder_config_builds_and_runs_at_full_size() {
         "10 tokens at 12.5 Hz = 68 mel frames"
     );
     let mut rng = arp_train::rng::Rng::new(3);
-    let (wave, f0) = arp_train::train::vocoder::vocode(&hift, &config.hift, mel, &mut rng);
+    let (wave, f0) = arp_train::models::decoder::hift::vocode(&hift, &config.hift, mel, &mut rng);
     assert_eq!(wave.dims(), [1, 68 * 256]);
     assert_eq!(f0.dims(), [1, 68]);
     assert!(to_host_f32(wave)

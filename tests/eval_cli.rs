@@ -205,7 +205,7 @@ fn eval_tells_the_character_from_another_voice_and_writes_its_report() {
     let stderr = text(&out.stderr);
     assert!(
         stderr.contains("/nonexistent/encoder.safetensors")
-            && stderr.contains("python3 tools/resemblyzer_weights.py"),
+            && stderr.contains("python3 tools/data/resemblyzer_weights.py"),
         "{stderr}"
     );
     // Nothing to compare with.

@@ -1,4 +1,4 @@
-//! ARP-Eval parity against tools/eval_reference.py (resemblyzer 0.1.4 + PyTorch, parselmouth,
+//! ARP-Eval parity against tools/fixtures/eval_reference.py (resemblyzer 0.1.4 + PyTorch, parselmouth,
 //! librosa; committed as tests/fixtures/eval/reference.json):
 //! - speaker embeddings: cosine(Rust, Python) >= 0.999 for every bundled clip;
 //! - WADA-SNR within 0.5 dB, HNR within 1 dB of Praat, spectral flatness within 1e-3 of librosa,

@@ -1,4 +1,4 @@
-//! GLM-4-Voice-9B in burn against tools/glm4_reference.py (numpy): a tiny random checkpoint in
+//! GLM-4-Voice-9B in burn against tools/fixtures/glm4_reference.py (numpy): a tiny random checkpoint in
 //! the sharded Hugging Face layout; logits within 1e-4 relative error, loss within 1e-5, greedy
 //! tokens identical; the same with a PEFT LoRA adapter whose B is non-zero; broken checkpoints.
 

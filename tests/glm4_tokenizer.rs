@@ -1,5 +1,5 @@
 //! The GLM-4 tokenizer converted from a tiktoken rank file, against Python's `tiktoken` on the
-//! same file (tools/glm4_tokenizer_reference.py), and its special and audio ids.
+//! same file (tools/fixtures/glm4_tokenizer_reference.py), and its special and audio ids.
 
 use arp_train::models::glm4::tokenizer::GlmTokenizer;
 

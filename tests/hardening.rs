@@ -297,7 +297,7 @@ fn synth_refuses_codes_beyond_its_limit_in_bounded_memory() {
     let decoder = repo().join("models/tiny/glm-4-voice-decoder");
     let decoder_arg = decoder.display().to_string();
     let config = arp_train::models::decoder::read_config(&decoder.join("config.yaml")).unwrap();
-    let limit = arp_train::commands::synth::max_codes(&config);
+    let limit = arp_train::models::decoder::synthesis::max_codes(&config);
     assert!(
         limit >= 500,
         "a limit of {limit} codes would refuse ordinary replies"

@@ -191,7 +191,7 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
         "| lm (lm) | 120 steps |",
         "| decoder (flow) | 40 steps |",
         "model_server.py --model-path \"$PACKAGE/glm-4-voice-9b\"",
-        "tools/decoder_convert.py to-pt",
+        "tools/data/decoder_convert.py to-pt",
         "> You are Ada from The Tiny Lab.",
     ] {
         assert!(
@@ -652,6 +652,69 @@ fn stages_can_be_picked_and_the_package_waits_for_them() {
         "package  assembles the ARP-Model once lm and decoder are done",
     ] {
         assert!(stdout.contains(expected), "{expected:?}:\n{stdout}");
+    }
+}
+
+/// The steps the dry run prints are the steps the trainers take: for a recipe whose three
+/// parts train by epochs (so the counts follow from the data: samples per batch for the LM,
+/// frame-filled batches for the flow, crops for the vocoder), each part trains exactly the
+/// total its plan line printed.
+#[test]
+fn an_epoch_based_run_trains_the_steps_its_dry_run_printed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::common::prepared_tiny_cache(dir.path());
+    let output = dir.path().join("epochs");
+    let args = crate::common::tiny_run_args(
+        &output,
+        &cache,
+        &[
+            "lm.steps=null",
+            "lm.epochs=2",
+            "decoder.flow.steps=null",
+            "decoder.flow.epochs=2",
+            "decoder.hift.steps=null",
+            "decoder.hift.epochs=1",
+        ],
+    );
+    let dry: Vec<String> = args
+        .iter()
+        .cloned()
+        .chain(["--dry-run".to_string()])
+        .collect();
+    let out = crate::common::arp_train_env(&dry, &[]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let planned = |part: &str| -> (usize, usize) {
+        let line = stdout
+            .lines()
+            .find(|l| l.contains(&format!(". {part:<8} train ")))
+            .unwrap_or_else(|| panic!("no plan line for {part}:\n{stdout}"));
+        let numbers: Vec<usize> = line
+            .split(|c: char| !c.is_ascii_digit())
+            .filter_map(|w| w.parse().ok())
+            .collect();
+        (numbers[1], numbers[2])
+    };
+    let out = crate::common::arp_train_env(&args, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let curve_steps = |stage: &str, curve: &str| -> usize {
+        let record: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(output.join(stage).join("done.json")).unwrap(),
+        )
+        .unwrap();
+        record["curves"][curve]["steps"].as_u64().unwrap() as usize
+    };
+    for (part, stage, curve) in [
+        ("lm", "lm", "lm"),
+        ("flow", "decoder", "flow"),
+        ("hift", "decoder", "vocoder"),
+    ] {
+        let (total, per_epoch) = planned(part);
+        assert!(
+            per_epoch > 1,
+            "{part}: more than one batch an epoch:\n{stdout}"
+        );
+        assert_eq!(curve_steps(stage, curve), total, "{part}:\n{stdout}");
     }
 }
 

@@ -1,4 +1,4 @@
-//! The WhisperVQ speech tokenizer against tools/whisper_vq_reference.py (numpy): the tiny
+//! The WhisperVQ speech tokenizer against tools/fixtures/whisper_vq_reference.py (numpy): the tiny
 //! checkpoint in the real layout, pre-quantization features within 1e-4 and token ids equal on
 //! at least 99.9% of frames, for every 16 kHz corpus clip and a 35 s input (two segments).
 

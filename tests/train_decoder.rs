@@ -207,8 +207,8 @@ fn shape_buckets_move_the_flow_loss_only_slightly() {
     // the padded batch and its GroupNorms normalize over padded frames, as the reference does
     // for any padded batch: the loss moves a little, by a bounded amount.
     use arp_train::data::decoder_data::{frame_batches, DecoderData, Utterance};
+    use arp_train::models::decoder::config::DecoderModelConfig;
     use arp_train::models::decoder::fresh_flow;
-    use arp_train::models::decoder_config::DecoderModelConfig;
     use arp_train::recipe::{PathCheck, Recipe};
     use arp_train::rng::Rng;
     use arp_train::train::flow::flow_loss;

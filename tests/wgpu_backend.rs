@@ -427,7 +427,7 @@ fn vocoder_on_wgpu_tracks_the_cpu() {
 /// wgpu against the CPU for several k. It passes with
 /// whatever autotune picked; forced to the double-buffered kernels, it fails for every k that
 /// is not a multiple of 16, while `padded_matmul` (the workaround) stays right:
-/// run it once, `python3 tools/autotune_force.py double`, run it again.
+/// run it once, `python3 tools/bench/autotune_force.py double`, run it again.
 #[test]
 #[ignore = "a bug reproduction, run by hand with a forced autotune cache (see the doc comment)"]
 fn double_buffered_matmul_reproduction() {

@@ -208,11 +208,7 @@ impl MelExtractor {
             Padding::Reflect => reflect_pad(samples, self.pad),
             Padding::Zeros => zero_pad(samples, self.pad),
         };
-        let frames = if padded.len() < self.n_fft {
-            0
-        } else {
-            1 + (padded.len() - self.n_fft) / self.hop
-        };
+        let frames = frames_in(padded.len(), self.n_fft, self.hop);
         let n_mels = self.filters.len();
         let mut out = vec![0.0f64; n_mels * frames];
         let mut input = self.fft.make_input_vec();
@@ -286,6 +282,25 @@ impl MelExtractor {
 
 /// numpy's `pad(mode="reflect")`: mirror without repeating the edge sample, folding again when
 /// the pad is longer than the signal.
+/// STFT frames of a padded signal of `padded` samples (uncentred windows of `n_fft`).
+fn frames_in(padded: usize, n_fft: usize, hop: usize) -> usize {
+    if padded < n_fft {
+        0
+    } else {
+        1 + (padded - n_fft) / hop
+    }
+}
+
+/// Frames of the decoder log-mel ([`MelExtractor::decoder`]) of `samples` samples at `rate`
+/// Hz, resampled to 22.05 kHz first as `prepare` does, without reading or computing anything.
+pub fn decoder_mel_frames(samples: usize, rate: u32) -> usize {
+    let at_decoder_rate = super::resample::output_len(samples, rate, super::DECODER_RATE);
+    if at_decoder_rate == 0 {
+        return 0;
+    }
+    frames_in(at_decoder_rate + 2 * 384, 1024, 256)
+}
+
 fn reflect_pad(samples: &[f32], pad: usize) -> Vec<f64> {
     let n = samples.len();
     if n == 0 {
@@ -309,6 +324,27 @@ fn reflect_pad(samples: &[f32], pad: usize) -> Vec<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decoder_mel_frames_are_counted_as_computed() {
+        let decoder = MelExtractor::decoder();
+        for (samples, rate) in [
+            (1, 22_050),
+            (100, 22_050),
+            (256, 22_050),
+            (22_050, 22_050),
+            (7_919, 16_000),
+            (48_000, 48_000),
+        ] {
+            let audio = vec![0.1f32; samples];
+            let at22 = crate::audio::resample::resample(&audio, rate, crate::audio::DECODER_RATE);
+            assert_eq!(
+                decoder_mel_frames(samples, rate),
+                decoder.decoder_log_mel(&at22).frames,
+                "{samples} samples at {rate} Hz"
+            );
+        }
+    }
 
     #[test]
     fn reflect_matches_numpy() {

@@ -4,6 +4,14 @@
 use rubato::audioadapter_buffers::direct::InterleavedSlice;
 use rubato::{Fft, FixedSync, Resampler};
 
+/// Samples that [`resample`] makes of `len` samples: `ceil(len * to / from)`.
+pub fn output_len(len: usize, from: u32, to: u32) -> usize {
+    if from == to {
+        return len;
+    }
+    (len as u64 * to as u64).div_ceil(from as u64) as usize
+}
+
 /// Resamples mono `samples` from `from` Hz to `to` Hz. The output has
 /// `ceil(len * to / from)` samples, aligned with the input.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {

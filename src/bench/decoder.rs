@@ -8,18 +8,17 @@ use burn::tensor::backend::AutodiffBackend;
 use super::memory::Watch;
 use super::{BenchSettings, Measurement};
 use crate::data::decoder_data::Utterance;
+use crate::models::decoder::config::DecoderModelConfig;
+use crate::models::decoder::flow::Flow;
 use crate::models::decoder::fresh_flow;
 use crate::models::decoder::fresh_hift;
-use crate::models::decoder_config::DecoderModelConfig;
-use crate::models::flow::Flow;
 use crate::models::params::named_params;
+use crate::plan::steps::vocoder_crops;
 use crate::recipe::Recipe;
 use crate::rng::Rng;
 use crate::train::flow::flow_loss;
+use crate::train::gan::{discriminator_channels, fresh_discriminators, gan_batch, Gan, LossMel};
 use crate::train::step::accumulate_and_step;
-use crate::train::vocoder::{
-    crop_batch, discriminator_channels, fresh_discriminators, gan_batch, Gan, LossMel,
-};
 
 /// Mel frames of one synthetic utterance for the flow (about 4.6 s at 22.05 kHz / 256).
 pub const FLOW_UTTERANCE_FRAMES: usize = 400;
@@ -140,7 +139,7 @@ pub fn bench_flow<B: AutodiffBackend>(
 
 pub fn vocoder_shape(config: &DecoderModelConfig, recipe: &Recipe) -> serde_json::Value {
     let part = &recipe.decoder.hift;
-    let (crops, segment) = crop_batch(part);
+    let (crops, segment) = vocoder_crops(part);
     serde_json::json!({
         "config": config.hift,
         "crops": crops,
@@ -160,7 +159,7 @@ pub fn bench_vocoder<B: AutodiffBackend>(
     device: &B::Device,
 ) -> Result<Measurement, String> {
     let part = &recipe.decoder.hift;
-    let (count, segment) = crop_batch(part);
+    let (count, segment) = vocoder_crops(part);
     let hop = config.hift.samples_per_frame();
     let mut rng = Rng::for_step(s.seed, 0x40C, 0);
     let data = synthetic_utterances(count, 2 * segment, 12.5, 16, &mut rng);

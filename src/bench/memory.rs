@@ -1,7 +1,7 @@
 //! Peak memory of a benchmark stage. On the CPU: the process's peak resident set (VmHWM), reset
 //! before each stage through /proc/self/clear_refs. On CUDA: the most device memory the driver
 //! reports for this process (`nvidia-smi`, sampled every 100 ms), the same way
-//! tools/bench_reference.py measures PyTorch, so allocator caches and the CUDA context count
+//! tools/bench/bench_reference.py measures PyTorch, so allocator caches and the CUDA context count
 //! for both.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};

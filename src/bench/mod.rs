@@ -3,7 +3,7 @@
 //! models in CI and GLM-4-Voice-9B on a GPU. Each stage runs warm-up steps, then timed steps
 //! that end in a device sync; it reports the median step time, throughput (tokens or mel
 //! frames per second), model FLOPs and MFU where they are defined, and peak memory.
-//! `tools/bench_reference.py` reads the JSON this writes and times the same steps in PyTorch.
+//! `tools/bench/bench_reference.py` reads the JSON this writes and times the same steps in PyTorch.
 
 pub mod decoder;
 pub mod flops;

@@ -1,4 +1,4 @@
-//! The bench's results: a table on stdout and a JSON file that tools/bench_reference.py reads
+//! The bench's results: a table on stdout and a JSON file that tools/bench/bench_reference.py reads
 //! (to build the same shapes) and compares against.
 
 use std::fmt::Write;

@@ -1,7 +1,7 @@
 //! `arp-train bench --recipe R`: training-step throughput of stage one (the recipe's LoRA or
 //! full fine-tuning, dtype, sequence length, batch and activation checkpointing) and stage two
 //! (flow and vocoder, fp32 as the trainer runs them) on random weights of the recipe's model
-//! shapes. Writes a table and, with `--json`, the file tools/bench_reference.py compares with.
+//! shapes. Writes a table and, with `--json`, the file tools/bench/bench_reference.py compares with.
 
 use std::path::{Path, PathBuf};
 
@@ -11,7 +11,7 @@ use super::Exit;
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::bench::report::{table, BenchReport};
 use crate::bench::{decoder, flops, lm, memory, BenchSettings, Measurement};
-use crate::models::decoder_config::DecoderModelConfig;
+use crate::models::decoder::config::DecoderModelConfig;
 use crate::models::glm4::config::Glm4Config;
 use crate::recipe::{LmConfig, PathCheck, Recipe};
 

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::backend::Backend;
 
-use super::synth::{decoder_dir, Decoder};
+use super::synth::decoder_dir;
 use super::Exit;
 use crate::audio::{wav, Audio, DECODER_RATE};
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
@@ -23,6 +23,7 @@ use crate::eval::judge;
 use crate::eval::report::{Report, JSON_FILE, PLOT_FILE};
 use crate::eval::scores::{score, Scored};
 use crate::eval::speaker::{self, SpeakerEncoder};
+use crate::models::decoder::synthesis::Decoder;
 use crate::models::glm4::generation::{generate, Sampling};
 use crate::models::glm4::load::load_model;
 use crate::models::glm4::tokenizer::GlmTokenizer;
@@ -53,7 +54,7 @@ pub struct EvalArgs {
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Resemblyzer encoder weights (default: $ARP_SPEAKER_ENCODER, else
-    /// models/resemblyzer/encoder.safetensors; tools/resemblyzer_weights.py makes it).
+    /// models/resemblyzer/encoder.safetensors; tools/data/resemblyzer_weights.py makes it).
     #[arg(long, value_name = "FILE")]
     pub speaker_encoder: Option<PathBuf>,
     /// Euler steps of the flow when a package synthesizes.

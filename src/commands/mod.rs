@@ -11,6 +11,8 @@ pub mod validate;
 
 use std::path::Path;
 
+use crate::faults::{Faults, PartFaults};
+use crate::pipeline;
 use crate::recipe::diagnostics::RecipeErrors;
 use crate::recipe::{PathCheck, Recipe};
 
@@ -30,6 +32,16 @@ impl Exit {
             Exit::Ok => 0,
             Exit::Failed(_) => 1,
             Exit::Usage(_) => 2,
+        }
+    }
+}
+
+impl From<Result<(), pipeline::Error>> for Exit {
+    fn from(result: Result<(), pipeline::Error>) -> Self {
+        match result {
+            Ok(()) => Exit::Ok,
+            Err(pipeline::Error::Refused(why)) => Exit::Usage(why),
+            Err(pipeline::Error::Failed(why)) => Exit::Failed(why),
         }
     }
 }
@@ -54,4 +66,27 @@ pub fn load_runnable(file: &Path, overrides: &[String]) -> Result<Recipe, Exit> 
         )));
     }
     Ok(loaded.recipe)
+}
+
+/// Failures tests inject through the environment (never set in normal use):
+/// `ARP_FAULT_<PART>_NAN_STEPS=3,4` makes those steps' losses NaN and
+/// `ARP_FAULT_<PART>_ABORT_IN_CHECKPOINT=8` aborts halfway through writing that step's checkpoint
+/// (`<PART>_` is empty for stage one, `FLOW_` or `HIFT_` for stage two);
+/// `ARP_FAULT_ABORT_IN_PACKAGE` aborts halfway through packaging.
+pub fn injected_faults() -> Faults {
+    let steps = |var: &str| -> Vec<usize> {
+        std::env::var(var)
+            .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+            .unwrap_or_default()
+    };
+    let part = |prefix: &str| PartFaults {
+        nan_steps: steps(&format!("ARP_FAULT_{prefix}NAN_STEPS")),
+        abort_in_checkpoint: steps(&format!("ARP_FAULT_{prefix}ABORT_IN_CHECKPOINT")),
+    };
+    Faults {
+        lm: part(""),
+        flow: part("FLOW_"),
+        hift: part("HIFT_"),
+        abort_in_package: std::env::var_os("ARP_FAULT_ABORT_IN_PACKAGE").is_some(),
+    }
 }

@@ -11,7 +11,7 @@ use crate::logfile::say;
 use crate::pipeline::{self, Options, StageName, Survey};
 use crate::plan::{self, Plan};
 use crate::recipe::Recipe;
-use crate::train::lm::Resume;
+use crate::train::driver::Resume;
 
 pub struct RunArgs {
     pub recipe: PathBuf,
@@ -48,6 +48,7 @@ pub fn run(args: RunArgs) -> Exit {
     let options = match &args.stages {
         None => Options {
             resume: args.resume.clone(),
+            faults: super::injected_faults(),
             ..Options::default()
         },
         Some(list) => match StageName::parse_list(list) {
@@ -55,6 +56,7 @@ pub fn run(args: RunArgs) -> Exit {
                 stages,
                 stages_chosen: true,
                 resume: args.resume.clone(),
+                faults: super::injected_faults(),
             },
             Err(e) => return Exit::Usage(e),
         },
@@ -144,7 +146,7 @@ pub fn execute(
         ))
     };
     if let Err(e) = crate::atomic::write(
-        &recipe.output_dir.join("recipe.resolved.yaml"),
+        &recipe.output_dir.join(crate::run_dir::RESOLVED_RECIPE),
         recipe.resolved_yaml().as_bytes(),
     ) {
         return cannot_write(e);
@@ -167,7 +169,7 @@ pub fn execute(
     }
     say(plan::render(recipe, &scan, &plan));
     tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
-    let exit = pipeline::run(recipe, &scan, &plan, device, dtype, options);
+    let exit: Exit = pipeline::run(recipe, &scan, &plan, device, dtype, options).into();
     if let Exit::Usage(message) | Exit::Failed(message) = &exit {
         crate::logfile::record(format!("error: {message}"));
     }

@@ -164,7 +164,10 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
                 recipe,
                 device,
                 false,
-                &Options::default(),
+                &Options {
+                    faults: super::injected_faults(),
+                    ..Options::default()
+                },
                 Some(scanned),
             )),
             Err(exit) => Some(exit),

@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use super::cache::{read_index, read_segment, segment_path, stable_hash};
-use crate::plan::validation_count;
+use super::cache::{read_index, read_segment, segment_path};
+use super::split::train_and_held_out;
 use crate::recipe::Recipe;
 use crate::rng::Rng;
 
@@ -25,6 +25,13 @@ pub struct DecoderData {
     pub train: Vec<Utterance>,
     pub validation: Vec<Utterance>,
     pub seconds: f64,
+}
+
+impl DecoderData {
+    /// Mel frames of each training utterance (what the flow's batches are filled with).
+    pub fn train_mel_frames(&self) -> Vec<usize> {
+        self.train.iter().map(|u| u.frames).collect()
+    }
 }
 
 impl DecoderData {
@@ -64,17 +71,11 @@ impl DecoderData {
                 cache.display()
             ));
         }
-        all.sort_by_key(|u| stable_hash(&[u.id.as_bytes(), &recipe.seed.to_le_bytes()]));
-        let n_val = validation_count(
-            all.len(),
-            recipe.data.validation.fraction,
-            recipe.data.validation.min_items,
-        );
-        let mut train = all.split_off(n_val);
-        train.sort_by(|a, b| a.id.cmp(&b.id));
+        let (train, validation) =
+            train_and_held_out(all, |u| u.id.as_str(), recipe.seed, &recipe.data.validation);
         Ok(DecoderData {
             train,
-            validation: all,
+            validation,
             seconds,
         })
     }

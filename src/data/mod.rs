@@ -7,3 +7,4 @@ pub mod manifest;
 pub mod prompt;
 pub mod samples;
 pub mod scan;
+pub mod split;

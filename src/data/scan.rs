@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use super::manifest::{self, Utterance};
 use crate::audio::filters::{self, Rejection};
+use crate::audio::mel::decoder_mel_frames;
 use crate::audio::wav::{self, WavError};
 use crate::progress;
 use crate::recipe::QualityFilters;
@@ -17,6 +18,8 @@ use crate::recipe::QualityFilters;
 pub struct Kept {
     pub utterance: Utterance,
     pub seconds: f64,
+    /// Frames of its decoder mel (what stage two's batches are filled with).
+    pub decoder_mel_frames: usize,
 }
 
 /// One line of the rejection report.
@@ -92,7 +95,7 @@ fn wav_rejection(e: &WavError) -> Rejection {
 
 /// Where a run (and `prepare`) writes every rejected line and clip with its reason.
 pub fn rejections_report(output_dir: &Path) -> PathBuf {
-    output_dir.join("reports").join("data-rejections.jsonl")
+    crate::run_dir::rejections_file(output_dir)
 }
 
 /// Reads the manifests and checks every utterance. A bad line or a bad clip is recorded and
@@ -117,10 +120,17 @@ pub fn scan(manifests: &[PathBuf], filters: &QualityFilters) -> std::io::Result<
         let verdict = wav::read_mono(&utterance.audio, utterance.segment())
             .map_err(|e| (wav_rejection(&e), e.to_string()))
             .and_then(|audio| {
-                filters::check(&audio, &utterance.text, filters).map(|_| audio.seconds())
+                filters::check(&audio, &utterance.text, filters).map(|_| {
+                    let frames = decoder_mel_frames(audio.samples.len(), audio.rate);
+                    (audio.seconds(), frames)
+                })
             });
         match verdict {
-            Ok(seconds) => out.kept.push(Kept { utterance, seconds }),
+            Ok((seconds, decoder_mel_frames)) => out.kept.push(Kept {
+                utterance,
+                seconds,
+                decoder_mel_frames,
+            }),
             Err((reason, detail)) => out.rejected.push(RejectionRecord {
                 manifest: utterance.manifest.clone(),
                 line: utterance.line,

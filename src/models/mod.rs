@@ -1,10 +1,8 @@
-//! Model definitions. Each file mirrors its reference module tree.
+//! Model definitions. Each file mirrors its reference module tree: `glm4` (GLM-4-Voice-9B),
+//! `whisper_vq` (its speech tokenizer), `decoder` (GLM-4-Voice-Decoder: `flow`, `hift`).
 
 pub mod decoder;
-pub mod decoder_config;
-pub mod flow;
 pub mod glm4;
-pub mod hift;
 pub mod layers;
 pub mod padded_matmul;
 pub mod params;

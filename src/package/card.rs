@@ -117,12 +117,12 @@ pub fn render(m: &Manifest, recipe: &Recipe) -> String {
         s,
         "The demo (github.com/THUDM/GLM-4-Voice) loads the LM with `transformers` and the decoder \
          from `flow.pt` / `hift.pt`. Convert the decoder once (arp-train's \
-         `tools/decoder_convert.py`, needs torch), then point the demo at the package:\n"
+         `tools/data/decoder_convert.py`, needs torch), then point the demo at the package:\n"
     );
     let _ = writeln!(
         s,
         "```sh\nPACKAGE=path/to/this/directory\n\
-         python tools/decoder_convert.py to-pt \"$PACKAGE/{DECODER_DIR}\"\n\
+         python tools/data/decoder_convert.py to-pt \"$PACKAGE/{DECODER_DIR}\"\n\
          python model_server.py --model-path \"$PACKAGE/{LM_DIR}\"\n\
          python web_demo.py --model-path \"$PACKAGE/{LM_DIR}\" --flow-path \"$PACKAGE/{DECODER_DIR}\" \\\n    \
          --tokenizer-path THUDM/glm-4-voice-tokenizer\n```\n"

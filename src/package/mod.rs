@@ -26,12 +26,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::data::cache::stable_hash;
-use crate::pipeline::done::{CurveSummary, StageRecord};
 use crate::plan::Plan;
 use crate::recipe::Recipe;
+use crate::report::{CurveSummary, StageRecord};
+use crate::run_dir::PACKAGE;
 use files::FileEntry;
 
-pub const DIR: &str = "arp-model";
 pub const MANIFEST: &str = "arp-model.json";
 pub const CARD: &str = "README.md";
 pub const RECIPE: &str = "recipe.yaml";
@@ -146,7 +146,7 @@ pub fn open(dir: &Path) -> Result<Option<Manifest>, String> {
 }
 
 pub fn package_dir(recipe: &Recipe) -> PathBuf {
-    recipe.output_dir.join(DIR)
+    crate::run_dir::package_dir(&recipe.output_dir)
 }
 
 /// A digest of everything the package is made from: the stages' records (or the kept models'
@@ -187,6 +187,7 @@ pub fn assemble(
     plan: &Plan,
     lm: &LmSource,
     decoder: &DecoderSource,
+    abort_midway: bool,
 ) -> Result<Manifest, String> {
     let dir = package_dir(recipe);
     remove_stale_temporaries(&recipe.output_dir);
@@ -278,7 +279,6 @@ pub fn assemble(
         fingerprint: fingerprint(recipe, lm, decoder),
         files: Vec::new(),
     };
-    let abort_in_package = std::env::var_os("ARP_FAULT_ABORT_IN_PACKAGE").is_some();
     crate::atomic::write_dir(&dir, |tmp| {
         match lm {
             LmSource::Trained {
@@ -297,7 +297,7 @@ pub fn assemble(
                 files::copy_tree(base, &tmp.join(LM_DIR), "packaging the base LM")?
             }
         }
-        if abort_in_package {
+        if abort_midway {
             // Test hook: a crash halfway through assembling the package.
             std::process::abort();
         }
@@ -340,7 +340,7 @@ fn base_name(dir: Option<&Path>) -> String {
 /// Temporaries of packages whose assembly was killed; an older package moved aside by a
 /// replacement that was killed before its last rename is put back.
 fn remove_stale_temporaries(output_dir: &Path) {
-    let (tmp, old) = (format!(".{DIR}.tmp-"), format!(".{DIR}.old-"));
+    let (tmp, old) = (format!(".{PACKAGE}.tmp-"), format!(".{PACKAGE}.old-"));
     let Ok(entries) = std::fs::read_dir(output_dir) else {
         return;
     };
@@ -349,7 +349,7 @@ fn remove_stale_temporaries(output_dir: &Path) {
         if name.starts_with(&tmp) {
             let _ = std::fs::remove_dir_all(entry.path());
         } else if name.starts_with(&old) {
-            let current = output_dir.join(DIR);
+            let current = output_dir.join(PACKAGE);
             if current.exists() {
                 let _ = std::fs::remove_dir_all(entry.path());
             } else {

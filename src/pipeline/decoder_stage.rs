@@ -7,15 +7,21 @@ use std::time::Instant;
 
 use burn::tensor::backend::Backend;
 
-use super::done::StageRecord;
+use super::status::decoder_identity;
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
+use crate::faults::Faults;
 use crate::logfile::say;
 use crate::recipe::Recipe;
-use crate::train::decoder::DecoderReport;
-use crate::train::lm::Resume;
-use crate::train::part::PartReport;
+use crate::report::{DecoderReport, PartReport, StageRecord};
+use crate::run_dir;
+use crate::train::driver::Resume;
 
-pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<StageRecord, String> {
+pub fn run(
+    recipe: &Recipe,
+    stage_dir: &Path,
+    device: DeviceSpec,
+    faults: &Faults,
+) -> Result<StageRecord, String> {
     let started = Instant::now();
     let tuned_before = crate::logging::autotuned_shapes();
     let report = match backend::run_on(
@@ -25,6 +31,7 @@ pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<Stag
             recipe,
             stage_dir,
             resume: &Resume::Latest,
+            faults,
         },
     ) {
         Ok(Ok(report)) => report,
@@ -46,12 +53,13 @@ pub fn run(recipe: &Recipe, stage_dir: &Path, device: DeviceSpec) -> Result<Stag
     if let Some(line) = crate::logging::autotune_summary(tuned_before) {
         say(line);
     }
+    let wall_seconds = started.elapsed().as_secs_f64();
     let record =
-        StageRecord::from_decoder(recipe, &report, stage_dir, started.elapsed().as_secs_f64());
+        StageRecord::from_decoder(decoder_identity(recipe), &report, stage_dir, wall_seconds);
     record.write(stage_dir)?;
     for (part, config) in [
-        ("flow", &recipe.decoder.flow),
-        ("hift", &recipe.decoder.hift),
+        (run_dir::FLOW, &recipe.decoder.flow),
+        (run_dir::HIFT, &recipe.decoder.hift),
     ] {
         say(format!(
             "  {part}: {}",
@@ -84,6 +92,7 @@ struct TrainDecoder<'a> {
     recipe: &'a Recipe,
     stage_dir: &'a Path,
     resume: &'a Resume,
+    faults: &'a Faults,
 }
 
 impl BackendTask for TrainDecoder<'_> {
@@ -98,6 +107,7 @@ impl BackendTask for TrainDecoder<'_> {
                     &device,
                     self.stage_dir,
                     self.resume,
+                    self.faults,
                 )
             },
         )

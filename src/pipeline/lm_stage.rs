@@ -5,18 +5,19 @@ use std::path::Path;
 
 use burn::tensor::backend::Backend;
 
-use super::done::StageRecord;
+use super::status::lm_identity;
+use super::Options;
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::logfile::say;
 use crate::recipe::Recipe;
-use crate::train::lm::{LmReport, Resume};
+use crate::report::{LmReport, StageRecord};
 
 pub fn run(
     recipe: &Recipe,
     stage_dir: &Path,
     device: DeviceSpec,
     dtype: Dtype,
-    resume: &Resume,
+    options: &Options,
 ) -> Result<StageRecord, String> {
     let tuned_before = crate::logging::autotuned_shapes();
     let report = match backend::run_on(
@@ -25,7 +26,7 @@ pub fn run(
         TrainLm {
             recipe,
             stage_dir,
-            resume,
+            options,
         },
     ) {
         Ok(Ok(report)) => report,
@@ -38,7 +39,7 @@ pub fn run(
     if let Some(line) = crate::logging::autotune_summary(tuned_before) {
         say(line);
     }
-    let record = StageRecord::from_lm(recipe, &report, stage_dir);
+    let record = StageRecord::from_lm(lm_identity(recipe), &report, stage_dir);
     record.write(stage_dir)?;
     say(format!(
         "  {}",
@@ -48,19 +49,21 @@ pub fn run(
 }
 
 fn print_report(r: &LmReport) {
-    let first = r.losses.first().copied().unwrap_or(f64::NAN);
-    let last = r.losses.last().copied().unwrap_or(f64::NAN);
+    let curve = &r.curve;
+    let first = curve.losses.first().copied().unwrap_or(f64::NAN);
+    let last = curve.losses.last().copied().unwrap_or(f64::NAN);
     say(format!(
         "stage one (lm): {} steps in {:.1} s on {} samples ({} held out); train loss {first:.4} -> {last:.4}{}; {} skipped",
-        r.steps,
-        r.wall_seconds,
+        curve.steps,
+        curve.wall_seconds,
         r.train_samples,
         r.validation_samples,
-        r.eval_losses
+        curve
+            .eval_losses
             .last()
             .map(|(s, l)| format!(", eval loss {l:.4} at step {s}"))
             .unwrap_or_default(),
-        r.skipped_steps
+        curve.skipped_steps
     ));
     say(format!(
         "  samples: {:.1}% padding in batches, {} shortened by dropping old turns, {} too long (left out)",
@@ -77,7 +80,7 @@ fn print_report(r: &LmReport) {
 struct TrainLm<'a> {
     recipe: &'a Recipe,
     stage_dir: &'a Path,
-    resume: &'a Resume,
+    options: &'a Options,
 }
 
 impl BackendTask for TrainLm<'_> {
@@ -97,6 +100,7 @@ impl TrainLm<'_> {
     fn train<B: Backend>(&self, device: B::Device) -> Result<LmReport, String> {
         use crate::train::lm::train_lm;
         use burn::backend::Autodiff;
-        train_lm::<Autodiff<B>>(self.recipe, &device, self.stage_dir, self.resume)
+        let (resume, faults) = (&self.options.resume, &self.options.faults.lm);
+        train_lm::<Autodiff<B>>(self.recipe, &device, self.stage_dir, resume, faults)
     }
 }

@@ -6,21 +6,31 @@
 
 pub mod decoder_stage;
 pub mod disk;
-pub mod done;
 pub mod lm_stage;
+pub mod prepare;
 pub mod status;
 
 use std::fmt::Write;
 
 use crate::backend::{DeviceSpec, Dtype};
-use crate::commands::Exit;
 use crate::data::scan::Scan;
+use crate::faults::Faults;
 use crate::logfile::say;
 use crate::package::{self, DecoderSource, LmSource};
 use crate::plan::Plan;
 use crate::recipe::Recipe;
-use crate::train::lm::Resume;
+use crate::run_dir;
+use crate::train::driver::Resume;
 use status::State;
+
+/// Why the pipeline did not finish.
+#[derive(Debug)]
+pub enum Error {
+    /// Refused before any work: settings that conflict with the run directory, no device.
+    Refused(String),
+    /// The work itself failed (or was stopped by a signal).
+    Failed(String),
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum StageName {
@@ -78,6 +88,8 @@ pub struct Options {
     pub stages_chosen: bool,
     /// Stage one's starting point: its newest checkpoint, or a given checkpoint directory.
     pub resume: Resume,
+    /// Failures a test injects (none in normal use).
+    pub faults: Faults,
 }
 
 impl Default for Options {
@@ -86,6 +98,7 @@ impl Default for Options {
             stages: StageName::ALL.to_vec(),
             stages_chosen: false,
             resume: Resume::Latest,
+            faults: Faults::default(),
         }
     }
 }
@@ -170,13 +183,13 @@ fn lm_source(recipe: &Recipe, state: &State) -> Option<LmSource> {
     match state {
         State::Frozen(_) => recipe.lm.base_model.clone().map(LmSource::Base),
         State::Done(record) => Some(LmSource::Trained {
-            merged: dir.join("merged"),
+            merged: dir.join(run_dir::MERGED),
             adapter: record
                 .outputs
                 .iter()
-                .any(|o| o == "adapter")
-                .then(|| dir.join("adapter")),
-            plot: dir.join("loss.svg"),
+                .any(|o| o == run_dir::ADAPTER)
+                .then(|| dir.join(run_dir::ADAPTER)),
+            plot: dir.join(run_dir::LOSS_PLOT),
             record: record.clone(),
         }),
         _ => None,
@@ -188,10 +201,16 @@ fn decoder_source(recipe: &Recipe, state: &State) -> Option<DecoderSource> {
     match state {
         State::Frozen(_) => recipe.decoder.init.clone().map(DecoderSource::Original),
         State::Done(record) => Some(DecoderSource::Trained {
-            model: dir.join("model"),
+            model: dir.join(run_dir::DECODER_MODEL),
             plots: vec![
-                ("flow".into(), dir.join("flow/loss.svg")),
-                ("vocoder".into(), dir.join("hift/loss.svg")),
+                (
+                    "flow".into(),
+                    dir.join(run_dir::FLOW).join(run_dir::LOSS_PLOT),
+                ),
+                (
+                    "vocoder".into(),
+                    dir.join(run_dir::HIFT).join(run_dir::LOSS_PLOT),
+                ),
             ],
             record: record.clone(),
         }),
@@ -201,9 +220,9 @@ fn decoder_source(recipe: &Recipe, state: &State) -> Option<DecoderSource> {
 
 /// After a stop signal that arrived while a stage was finishing (exporting, packaging), the
 /// next stage does not start.
-fn stopped_before(stage: &str) -> Option<Exit> {
+fn stopped_before(stage: &str) -> Option<Error> {
     crate::stop::requested().map(|signal| {
-        Exit::Failed(format!(
+        Error::Failed(format!(
             "stopped by {} before {stage} started; rerun the same command to continue",
             crate::stop::signal_name(signal)
         ))
@@ -218,7 +237,7 @@ pub fn run(
     device: DeviceSpec,
     dtype: Dtype,
     options: &Options,
-) -> Exit {
+) -> Result<(), Error> {
     let selected = |stage: StageName| options.stages.contains(&stage);
     let survey = Survey::take(recipe, plan);
     say(survey.render(recipe, options));
@@ -227,49 +246,48 @@ pub fn run(
         (StageName::Decoder, &survey.decoder),
     ] {
         if let (true, State::Conflict(why)) = (selected(stage), state) {
-            return Exit::Usage(why.clone());
+            return Err(Error::Refused(why.clone()));
         }
     }
 
     if survey.prepare_runs(options) {
-        match crate::commands::prepare::prepare_recipe(recipe, scan, device) {
-            Exit::Ok => {}
-            other => return other,
-        }
+        prepare::prepare_recipe(recipe, scan, device)?;
     }
 
     if selected(StageName::Lm) {
-        if let Some(exit) = stopped_before("stage one (lm)") {
-            return exit;
+        if let Some(stop) = stopped_before("stage one (lm)") {
+            return Err(stop);
         }
         match &survey.lm {
             State::Frozen(kept) => say(format!("stage one (lm): frozen, {kept} is kept")),
             State::Done(_) => say("stage one (lm): done, skipped"),
             _ => {
                 let stage_dir = status::lm_dir(recipe);
-                if let Err(e) = lm_stage::run(recipe, &stage_dir, device, dtype, &options.resume) {
-                    return Exit::Failed(e);
-                }
+                lm_stage::run(recipe, &stage_dir, device, dtype, options).map_err(Error::Failed)?;
             }
         }
     }
     if selected(StageName::Decoder) {
-        if let Some(exit) = stopped_before("stage two (decoder)") {
-            return exit;
+        if let Some(stop) = stopped_before("stage two (decoder)") {
+            return Err(stop);
         }
         match &survey.decoder {
             State::Frozen(kept) => say(format!("stage two (decoder): frozen, {kept} is kept")),
             State::Done(_) => say("stage two (decoder): done, skipped"),
             _ => {
-                if let Err(e) = decoder_stage::run(recipe, &status::decoder_dir(recipe), device) {
-                    return Exit::Failed(e);
-                }
+                decoder_stage::run(
+                    recipe,
+                    &status::decoder_dir(recipe),
+                    device,
+                    &options.faults,
+                )
+                .map_err(Error::Failed)?;
             }
         }
     }
     if selected(StageName::Package) {
-        if let Some(exit) = stopped_before("the package") {
-            return exit;
+        if let Some(stop) = stopped_before("the package") {
+            return Err(stop);
         }
         let survey = Survey::take(recipe, plan);
         let Some((lm, decoder)) = &survey.sources else {
@@ -278,11 +296,11 @@ pub fn run(
                 .filter(|(_, s)| !matches!(s, State::Done(_) | State::Frozen(_)))
                 .map(|(name, _)| *name)
                 .collect();
-            return Exit::Usage(format!(
+            return Err(Error::Refused(format!(
                 "the package needs finished stages: {} not done yet (run them first, e.g. --stages {})",
                 waiting.join(" and "),
                 waiting.join(",")
-            ));
+            )));
         };
         if package::up_to_date(recipe, lm, decoder) {
             say(format!(
@@ -290,14 +308,14 @@ pub fn run(
                 package::package_dir(recipe).display()
             ));
         } else {
-            match package::assemble(recipe, plan, lm, decoder) {
-                Ok(manifest) => say(package_summary(recipe, &manifest)),
-                Err(e) => return Exit::Failed(e),
-            }
+            let abort_midway = options.faults.abort_in_package;
+            let manifest = package::assemble(recipe, plan, lm, decoder, abort_midway)
+                .map_err(Error::Failed)?;
+            say(package_summary(recipe, &manifest));
         }
     }
     say(disk::run_line(&recipe.output_dir));
-    Exit::Ok
+    Ok(())
 }
 
 fn package_summary(recipe: &Recipe, m: &package::Manifest) -> String {

@@ -1,13 +1,27 @@
 //! Where each stage of a run directory stands for a recipe, without touching anything: what a
 //! run would skip (done, frozen), resume, or start. The dry run prints it; the pipeline acts on it.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::done::{decoder_identity, lm_identity, StageRecord};
 use crate::plan::Plan;
 use crate::recipe::{Recipe, Stage};
+use crate::report::StageRecord;
+use crate::run_dir;
 use crate::train::checkpoints::Checkpoints;
-use crate::train::resume::differences;
+use crate::train::resume::{differences, finished_identity, ResumeSection};
+
+/// The recipe settings stage one's result depends on (kept in its `done.json`).
+pub fn lm_identity(recipe: &Recipe) -> BTreeMap<String, String> {
+    finished_identity(recipe, ResumeSection::Lm)
+}
+
+/// The recipe settings stage two's result depends on: both parts'.
+pub fn decoder_identity(recipe: &Recipe) -> BTreeMap<String, String> {
+    let mut identity = finished_identity(recipe, ResumeSection::Flow);
+    identity.extend(finished_identity(recipe, ResumeSection::Hift));
+    identity
+}
 
 #[derive(Debug, Clone)]
 pub enum State {
@@ -47,11 +61,11 @@ impl State {
 }
 
 pub fn lm_dir(recipe: &Recipe) -> std::path::PathBuf {
-    recipe.output_dir.join("lm")
+    run_dir::lm_dir(&recipe.output_dir)
 }
 
 pub fn decoder_dir(recipe: &Recipe) -> std::path::PathBuf {
-    recipe.output_dir.join("decoder")
+    run_dir::decoder_dir(&recipe.output_dir)
 }
 
 fn planned_steps(plan: &Plan, part: &str) -> usize {
@@ -128,7 +142,7 @@ pub fn decoder_state(recipe: &Recipe, plan: &Plan) -> State {
         Ok(None) => {}
     }
     let mut started = false;
-    let parts: Vec<String> = [("flow", "flow"), ("hift", "vocoder")]
+    let parts: Vec<String> = [(run_dir::FLOW, "flow"), (run_dir::HIFT, "vocoder")]
         .iter()
         .map(|(sub, label)| {
             let total = planned_steps(plan, sub);

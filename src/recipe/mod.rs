@@ -464,7 +464,7 @@ fn read_data(s: &Section, output_dir: &Path, template: bool, paths: PathCheck) -
 fn check_decoder_weights(
     s: &Section,
     dir: &Path,
-    config: &crate::models::decoder_config::DecoderModelConfig,
+    config: &crate::models::decoder::config::DecoderModelConfig,
     paths: PathCheck,
 ) {
     use crate::models::decoder::{check_dir, FLOW_FILE, HIFT_FILE};
@@ -648,7 +648,7 @@ fn read_decoder(s: &Section, template: bool, paths: PathCheck) -> DecoderConfig 
         .opt::<PathBuf>("config")
         .or_else(|| init.as_ref().map(|dir| dir.join("config.yaml")));
     if let Some(file) = config.as_ref().filter(|f| f.is_file()) {
-        match crate::models::decoder_config::DecoderModelConfig::from_file(file) {
+        match crate::models::decoder::config::DecoderModelConfig::from_file(file) {
             Err(errors) => s.diags().extend(errors.0),
             Ok(model) => {
                 if let Some(dir) = init.as_ref().filter(|d| d.is_dir()) {

@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use crate::package;
-use crate::pipeline::done::{CurveSummary, StageRecord};
+use crate::report::{CurveSummary, StageRecord};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -38,9 +38,15 @@ fn ends(curve: Option<&CurveSummary>) -> (Option<f64>, Option<f64>) {
 
 /// The row of the run in `run_dir`, from its package manifest, else its stage records.
 pub fn read_row(name: &str, overrides: &[String], status: &str, run_dir: &Path) -> Row {
-    let manifest = package::open(&run_dir.join(package::DIR)).ok().flatten();
-    let lm = StageRecord::read(&run_dir.join("lm")).ok().flatten();
-    let decoder = StageRecord::read(&run_dir.join("decoder")).ok().flatten();
+    let manifest = package::open(&crate::run_dir::package_dir(run_dir))
+        .ok()
+        .flatten();
+    let lm = StageRecord::read(&crate::run_dir::lm_dir(run_dir))
+        .ok()
+        .flatten();
+    let decoder = StageRecord::read(&crate::run_dir::decoder_dir(run_dir))
+        .ok()
+        .flatten();
     let (lm_curves, decoder_curves, trained) = match &manifest {
         Some(m) => (
             m.lm.curves.clone(),

@@ -3,33 +3,27 @@
 //! checkpoints and is only loaded when already finished. The result is a decoder directory in
 //! the GLM-4-Voice-Decoder layout: `<stage>/model/{config.yaml, flow.safetensors, hift.safetensors}`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::backend::AutodiffBackend;
 
+use super::driver::Resume;
 use super::flow::train_flow;
-use super::lm::Resume;
-use super::part::PartReport;
+use super::stage_two::StageTwo;
 use super::vocoder::train_vocoder;
 use crate::data::decoder_data::DecoderData;
+use crate::faults::Faults;
 use crate::models::decoder::{read_config, save_decoder};
 use crate::recipe::Recipe;
-
-#[derive(Debug, Clone)]
-pub struct DecoderReport {
-    pub flow: PartReport,
-    pub vocoder: PartReport,
-    pub train_utterances: usize,
-    pub validation_utterances: usize,
-    pub seconds_of_audio: f64,
-    pub model_dir: PathBuf,
-}
+use crate::report::DecoderReport;
+use crate::run_dir;
 
 pub fn train_decoder<B: AutodiffBackend>(
     recipe: &Recipe,
     device: &B::Device,
     stage_dir: &Path,
     resume: &Resume,
+    faults: &Faults,
 ) -> Result<DecoderReport, String> {
     let config_file = recipe
         .decoder
@@ -44,23 +38,18 @@ pub fn train_decoder<B: AutodiffBackend>(
         seconds = data.seconds,
         "stage two data"
     );
-    let (flow, flow_report) = train_flow::<B>(
+    let inputs = StageTwo {
         recipe,
-        &config,
-        &data,
+        config: &config,
+        data: &data,
         device,
-        &stage_dir.join("flow"),
         resume,
-    )?;
-    let (hift, vocoder_report) = train_vocoder::<B>(
-        recipe,
-        &config,
-        &data,
-        device,
-        &stage_dir.join("hift"),
-        resume,
-    )?;
-    let model_dir = stage_dir.join("model");
+    };
+    let (flow, flow_report) =
+        train_flow::<B>(&inputs, &stage_dir.join(run_dir::FLOW), &faults.flow)?;
+    let (hift, vocoder_report) =
+        train_vocoder::<B>(&inputs, &stage_dir.join(run_dir::HIFT), &faults.hift)?;
+    let model_dir = stage_dir.join(run_dir::DECODER_MODEL);
     save_decoder(&model_dir, config_file, &flow, &hift)
         .map_err(|e| format!("cannot write {}: {e}", model_dir.display()))?;
     Ok(DecoderReport {

@@ -3,43 +3,50 @@
 //! prompt prefix of up to 80% of the target (or none, with probability 0.5) and CFG dropout,
 //! all drawn on the host from (seed, step) so a resumed run repeats them exactly. Batches are
 //! filled up to `decoder.flow.max_frames_per_batch` mel frames; the rest (accumulation,
-//! clipping, the non-finite guard, checkpoints, held-out loss, metrics) as in stage one.
+//! clipping, the non-finite guard, checkpoints, held-out loss, metrics) is the
+//! [training loop](super::driver)'s.
 
+use std::collections::BTreeMap;
 use std::path::Path;
-use std::time::Instant;
 
 use burn::module::AutodiffModule;
 use burn::optim::Optimizer;
 use burn::record::{BinFileRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::{AutodiffBackend, Backend};
 use burn::tensor::{ElementConversion, Int, Tensor, TensorData};
-use serde::Serialize;
 
-use super::lm::Resume;
-use super::metrics::MetricsLog;
-use super::part::{
-    fault_steps, finish, initial_eval, read_state, starting_point, total_steps, PartReport,
-    PartState,
-};
-use super::resume::{check_resumable, ResumeSection};
-use super::schedule::learning_rate;
+use super::driver::{self, Measured, Names, Part, Settings, Start, StepInput};
+use super::resume::ResumeSection;
+use super::stage_two::StageTwo;
 use super::step::accumulate_and_step;
+use super::Adam;
 use crate::checkpoint::named::save_named;
 use crate::checkpoint::tensors::TensorStore;
 use crate::data::buckets::padded_len;
 use crate::data::decoder_data::{frame_batches, DecoderData, Utterance};
+use crate::faults::PartFaults;
+use crate::models::decoder::flow::Flow;
 use crate::models::decoder::{fresh_flow, Named, FLOW_FILE};
-use crate::models::decoder_config::DecoderModelConfig;
-use crate::models::flow::Flow;
 use crate::models::layers::{length_mask, Builder};
-use crate::models::params::named_params;
-use crate::progress;
+use crate::models::params::{named_params, NamedParam};
+use crate::plan::steps;
 use crate::recipe::Recipe;
-use crate::rng::Rng;
+use crate::report::PartReport;
+use crate::rng::{Rng, EVAL_STREAM, FLOW_STREAM};
 
-/// Random streams (so flow, vocoder and evaluation draws never coincide).
-pub const FLOW_STREAM: u64 = 1;
-pub const EVAL_STREAM: u64 = 99;
+const NAMES: Names = Names {
+    label: "decoder flow",
+    resuming: "the decoder flow",
+    steps: "decoder flow steps",
+    title: "stage two (flow)",
+    plot_title: "stage two: flow",
+    recipe_key: "decoder.flow",
+    loss: "loss",
+    throughput: "mel_frames_per_second",
+};
+
+/// The optimizer state's file in a flow checkpoint.
+const OPTIMIZER_FILE: &str = "optimizer";
 
 /// One training batch of the flow with its random draws.
 struct FlowBatch<B: Backend> {
@@ -164,278 +171,140 @@ pub fn eval_flow<B: Backend>(
         total += loss * n as f64;
         frames += n;
     }
-    if frames == 0 {
-        f64::NAN
-    } else {
-        total / frames as f64
+    super::weighted_mean(total, frames)
+}
+
+/// The flow in the training loop: the model, its optimizer and the utterances.
+struct FlowPart<'a, B: AutodiffBackend> {
+    model: Flow<B>,
+    names: Vec<String>,
+    optimizer: Adam<Flow<B>, B>,
+    params: Vec<NamedParam>,
+    data: &'a DecoderData,
+    recipe: &'a Recipe,
+    cfg_rate: f64,
+    buckets: bool,
+    device: &'a B::Device,
+}
+
+impl<B: AutodiffBackend> Part for FlowPart<'_, B> {
+    fn batches(&mut self, epoch: usize) -> Vec<Vec<usize>> {
+        frame_batches(
+            &self.data.train_mel_frames(),
+            self.recipe.decoder.flow.max_frames_per_batch,
+            self.recipe.seed.wrapping_add(epoch as u64),
+        )
+    }
+
+    fn step(mut self, group: &[Vec<usize>], input: StepInput) -> (Self, Measured) {
+        let mut rng = Rng::for_step(self.recipe.seed, FLOW_STREAM, input.step as u64);
+        let train = &self.data.train;
+        let frames = group.iter().flatten().map(|&i| train[i].frames).sum();
+        let (cfg_rate, buckets, device) = (self.cfg_rate, self.buckets, self.device);
+        let (model, outcome) = accumulate_and_step(
+            self.model,
+            &mut self.optimizer,
+            &self.params,
+            group.len(),
+            |model, i| {
+                let items: Vec<&Utterance> = group[i].iter().map(|&j| &train[j]).collect();
+                flow_loss(model, &items, &mut rng, cfg_rate, buckets, device)
+            },
+            input.lr,
+            self.recipe.decoder.flow.train.clip_grad_norm,
+            input.poison,
+        );
+        self.model = model;
+        let measured = Measured {
+            outcome,
+            work: frames,
+            extra: BTreeMap::new(),
+        };
+        (self, measured)
+    }
+
+    fn evaluate(&self) -> Option<f64> {
+        (!self.data.validation.is_empty()).then(|| {
+            eval_flow(
+                &self.model.valid(),
+                &self.data.validation,
+                self.recipe.decoder.flow.max_frames_per_batch,
+                self.recipe.seed,
+                self.cfg_rate,
+                self.buckets,
+                self.device,
+            )
+        })
+    }
+
+    fn save_weights(&self, dir: &Path) -> std::io::Result<()> {
+        save_named(&self.model, &self.names, &dir.join(FLOW_FILE))
+    }
+
+    fn save_training_state(&self, dir: &Path) -> std::io::Result<()> {
+        super::checkpoints::write_record::<B, _>(
+            self.optimizer.to_record(),
+            &dir.join(OPTIMIZER_FILE),
+        )
     }
 }
 
-#[derive(Serialize)]
-struct StepRecord {
-    step: usize,
-    epoch: usize,
-    loss: f64,
-    lr: f64,
-    grad_norm: f64,
-    mel_frames_per_second: f64,
-    step_seconds: f64,
-    skipped_steps: usize,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    eval_loss: Option<f64>,
-}
-
-/// Trains (or resumes, or just loads when finished) the flow in `stage_dir`.
+/// Trains (or resumes, or just loads when finished) the flow in `part_dir`.
 pub fn train_flow<B: AutodiffBackend>(
-    recipe: &Recipe,
-    config: &DecoderModelConfig,
-    data: &DecoderData,
-    device: &B::Device,
-    stage_dir: &Path,
-    resume: &Resume,
+    inputs: &StageTwo<B>,
+    part_dir: &Path,
+    faults: &PartFaults,
 ) -> Result<(Named<Flow<B>>, PartReport), String> {
-    let started = Instant::now();
+    let (recipe, device) = (inputs.recipe, inputs.device);
     let part = &recipe.decoder.flow;
-    let train_cfg = &part.train;
-    let cfg_rate = config.flow.cfm.training_cfg_rate;
-    let buckets = recipe.shape_buckets.enabled::<B>(device);
-    let lengths: Vec<usize> = data.train.iter().map(|u| u.frames).collect();
-    let batches_per_epoch = frame_batches(&lengths, part.max_frames_per_batch, recipe.seed).len();
-    let total = total_steps(train_cfg, batches_per_epoch);
-    let (checkpoints, from) = starting_point(stage_dir, part, resume)?;
-    let o = &train_cfg.optimizer;
-    let mut optimizer = super::adamw(o).init::<B, Flow<B>>();
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    let mut state = PartState::default();
-    let Named { mut model, names } = match &from {
-        None => fresh_flow::<B>(config, recipe.seed, device),
+    let start = Start::open(
+        part_dir,
+        recipe,
+        &part.train,
+        ResumeSection::Flow,
+        inputs.resume,
+    )?;
+    let mut optimizer = super::adamw(&part.train.optimizer).init::<B, Flow<B>>();
+    let Named { model, names } = match &start.from {
+        None => fresh_flow::<B>(inputs.config, recipe.seed, device),
         Some(dir) => {
-            check_resumable(
-                recipe,
-                &dir.join("recipe.resolved.yaml"),
-                ResumeSection::Flow,
-            )?;
             let store = TensorStore::open(&[dir.join(FLOW_FILE)]).map_err(|e| e.to_string())?;
             let builder = Builder::load(&store, device);
-            let model =
-                Flow::new(&builder, &config.flow).map_err(|e| format!("{}: {e}", dir.display()))?;
-            let record = recorder
-                .load(dir.join("optimizer"), device)
+            let model = Flow::new(&builder, &inputs.config.flow)
+                .map_err(|e| format!("{}: {e}", dir.display()))?;
+            let record = BinFileRecorder::<FullPrecisionSettings>::new()
+                .load(dir.join(OPTIMIZER_FILE), device)
                 .map_err(|e| format!("{}: optimizer state: {e}", dir.display()))?;
             optimizer = optimizer.load_record(record);
-            state = read_state(dir)?;
-            if state.step < total {
-                tracing::info!(step = state.step, from = %dir.display(), "resuming the decoder flow");
-            }
             Named {
                 model,
                 names: builder.into_names(),
             }
         }
     };
-    let mut report = PartReport {
-        steps: state.step,
-        losses: state.losses.clone(),
-        eval_losses: state.eval_losses.clone(),
-        skipped_steps: state.skipped_steps,
-        wall_seconds: 0.0,
-        already_done: state.step >= total,
+    let flow = FlowPart {
+        params: named_params(&model),
+        model,
+        names,
+        optimizer,
+        data: inputs.data,
+        recipe,
+        cfg_rate: inputs.config.flow.cfm.training_cfg_rate,
+        buckets: recipe.shape_buckets.enabled::<B>(device),
+        device,
     };
-    if report.already_done {
-        return Ok((Named { model, names }, report));
-    }
-    let params = named_params(&model);
-    let mut log = MetricsLog::open(&stage_dir.join("metrics.jsonl"), Some(state.step))
-        .map_err(|e| e.to_string())?;
-    let log_error = |e: std::io::Error| {
-        format!(
-            "cannot write {}: {e}",
-            stage_dir.join("metrics.jsonl").display()
-        )
+    let settings = Settings {
+        names: &NAMES,
+        recipe,
+        train: &part.train,
+        total_steps: steps::flow(part, &inputs.data.train_mel_frames()).total,
+        dir: part_dir,
+        faults,
     };
-    let nan_steps = fault_steps("ARP_FAULT_FLOW_NAN_STEPS");
-    let abort_in_checkpoint = fault_steps("ARP_FAULT_FLOW_ABORT_IN_CHECKPOINT");
-    let save =
-        |state: &PartState,
-         model: &Flow<B>,
-         optimizer: &burn::optim::adaptor::OptimizerAdaptor<burn::optim::AdamW, Flow<B>, B>,
-         abort: bool| {
-            checkpoints
-                .save(state.step, |dir| {
-                    save_named(model, &names, &dir.join(FLOW_FILE))?;
-                    if abort {
-                        std::process::abort();
-                    }
-                    super::checkpoints::write_record::<B, _>(
-                        optimizer.to_record(),
-                        &dir.join("optimizer"),
-                    )?;
-                    std::fs::write(dir.join("trainer_state.json"), serde_json::to_vec(state)?)?;
-                    std::fs::write(dir.join("recipe.resolved.yaml"), recipe.resolved_yaml())
-                })
-                .map(|_| ())
-        };
-    let eval = |model: &Flow<B>| {
-        (!data.validation.is_empty()).then(|| {
-            eval_flow(
-                &model.valid(),
-                &data.validation,
-                part.max_frames_per_batch,
-                recipe.seed,
-                cfg_rate,
-                buckets,
-                device,
-            )
-        })
+    let (flow, report) = driver::train(flow, start, &settings)?;
+    let trained = Named {
+        model: flow.model,
+        names: flow.names,
     };
-    initial_eval(&state, &mut report, &mut log, || eval(&model))?;
-    let bar = progress::bar(total as u64, "decoder flow");
-    bar.set_position(state.step as u64);
-    let (mut step, mut epoch, mut first_group) = (state.step, state.epoch, state.next_group);
-    let mut consecutive_bad = state.consecutive_bad;
-    'epochs: while step < total {
-        let batches = frame_batches(
-            &lengths,
-            part.max_frames_per_batch,
-            recipe.seed.wrapping_add(epoch as u64),
-        );
-        let groups: Vec<&[Vec<usize>]> = batches.chunks(train_cfg.gradient_accumulation).collect();
-        for (group_index, group) in groups.iter().enumerate().skip(first_group) {
-            if step >= total {
-                break 'epochs;
-            }
-            let step_start = Instant::now();
-            let mut rng = Rng::for_step(recipe.seed, FLOW_STREAM, step as u64);
-            let lr = learning_rate(&train_cfg.schedule, o.lr, step, total);
-            let frames: usize = group.iter().flatten().map(|&i| data.train[i].frames).sum();
-            let (stepped, outcome) = accumulate_and_step(
-                model,
-                &mut optimizer,
-                &params,
-                group.len(),
-                |model, i| {
-                    let items: Vec<&Utterance> = group[i].iter().map(|&j| &data.train[j]).collect();
-                    flow_loss(model, &items, &mut rng, cfg_rate, buckets, device)
-                },
-                lr,
-                train_cfg.clip_grad_norm,
-                nan_steps.contains(&(step + 1)),
-            );
-            model = stepped;
-            let (group_loss, norm) = (outcome.loss, outcome.grad_norm);
-            let last_group = group_index + 1 == groups.len();
-            let next = |step: usize,
-                        losses: &[f64],
-                        evals: &[(usize, f64)],
-                        skipped: usize,
-                        bad: usize| PartState {
-                step,
-                epoch: if last_group { epoch + 1 } else { epoch },
-                next_group: if last_group { 0 } else { group_index + 1 },
-                skipped_steps: skipped,
-                consecutive_bad: bad,
-                losses: losses.to_vec(),
-                eval_losses: evals.to_vec(),
-            };
-            if !outcome.applied {
-                consecutive_bad += 1;
-                report.skipped_steps += 1;
-                tracing::warn!(
-                    step,
-                    loss = group_loss,
-                    grad_norm = norm,
-                    "decoder flow: non-finite loss or gradient norm: step skipped"
-                );
-                if consecutive_bad >= train_cfg.max_nonfinite_steps {
-                    bar.finish_and_clear();
-                    save(
-                        &next(
-                            step + 1,
-                            &report.losses,
-                            &report.eval_losses,
-                            report.skipped_steps,
-                            0,
-                        ),
-                        &model,
-                        &optimizer,
-                        false,
-                    )?;
-                    return Err(format!(
-                        "{consecutive_bad} consecutive decoder flow steps had a non-finite loss or gradient norm (last at step {step}); \
-                         stopping with a checkpoint of the last good weights. Lower decoder.flow.optimizer.lr, check the data, or raise decoder.flow.max_nonfinite_steps"
-                    ));
-                }
-                step += 1;
-                bar.inc(1);
-                continue;
-            }
-            consecutive_bad = 0;
-            step += 1;
-            report.losses.push(group_loss);
-            let eval_loss = if step % train_cfg.eval_every == 0 || step == total {
-                eval(&model)
-            } else {
-                None
-            };
-            if let Some(loss) = eval_loss {
-                report.eval_losses.push((step, loss));
-            }
-            let seconds = step_start.elapsed().as_secs_f64();
-            log.write(&StepRecord {
-                step,
-                epoch,
-                loss: group_loss,
-                lr,
-                grad_norm: norm,
-                mel_frames_per_second: frames as f64 / seconds.max(1e-9),
-                step_seconds: seconds,
-                skipped_steps: report.skipped_steps,
-                eval_loss,
-            })
-            .map_err(log_error)?;
-            let stopping = crate::stop::requested().is_some();
-            if step % train_cfg.checkpoint_every == 0 || step == total || stopping {
-                state = next(
-                    step,
-                    &report.losses,
-                    &report.eval_losses,
-                    report.skipped_steps,
-                    0,
-                );
-                save(
-                    &state,
-                    &model,
-                    &optimizer,
-                    abort_in_checkpoint.contains(&step),
-                )?;
-            }
-            bar.set_message(format!("loss {group_loss:.4}"));
-            bar.inc(1);
-            if step % train_cfg.log_every == 0 {
-                tracing::info!(
-                    step,
-                    loss = group_loss,
-                    lr,
-                    grad_norm = norm,
-                    "decoder flow"
-                );
-            }
-            if stopping {
-                bar.finish_and_clear();
-                let dir = checkpoints.step_dir(step);
-                return Err(crate::stop::stopped_training(
-                    "stage two (flow)",
-                    step,
-                    total,
-                    &dir,
-                ));
-            }
-        }
-        epoch += 1;
-        first_group = 0;
-    }
-    bar.finish_and_clear();
-    report.steps = step;
-    finish(&mut report, stage_dir, "stage two: flow", started)?;
-    Ok((Named { model, names }, report))
+    Ok((trained, report))
 }

@@ -1,7 +1,7 @@
 //! WADA-SNR (Kim & Stern, "Robust signal-to-noise ratio estimation based on waveform amplitude
 //! distribution analysis", Interspeech 2008): the gap between the log of the mean amplitude and
 //! the mean log amplitude of the peak-normalized waveform, looked up in the curve G(SNR) that
-//! tools/wada_table.py computes for Gamma(0.4) speech plus Gaussian noise.
+//! tools/fixtures/wada_table.py computes for Gamma(0.4) speech plus Gaussian noise.
 
 use std::sync::OnceLock;
 

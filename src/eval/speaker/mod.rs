@@ -19,7 +19,7 @@ use crate::checkpoint::tensors::TensorStore;
 use crate::models::layers::Builder;
 use model::{VoiceEncoder, EMBEDDING, MEL_CHANNELS};
 
-/// Where `eval` looks for the weights when no path is given (tools/resemblyzer_weights.py's
+/// Where `eval` looks for the weights when no path is given (tools/data/resemblyzer_weights.py's
 /// default output), relative to the working directory.
 pub const DEFAULT_WEIGHTS: &str = "models/resemblyzer/encoder.safetensors";
 /// Overrides the default weights path.
@@ -43,7 +43,7 @@ pub fn missing_weights_message(path: &Path) -> String {
     format!(
         "speaker encoder weights not found at {}.\n\
          Acoustic Personalization uses Resemblyzer's GE2E encoder. Extract its weights once with\n  \
-         python3 tools/resemblyzer_weights.py --out {}\n\
+         python3 tools/data/resemblyzer_weights.py --out {}\n\
          (it downloads the PyPI package resemblyzer==0.1.4 with pip and converts its pretrained.pt;\n\
          no torch needed; offline, pass --wheel Resemblyzer-0.1.4-py3-none-any.whl), then rerun,\n\
          or point --speaker-encoder / ${WEIGHTS_ENV} at the file.",

@@ -1,7 +1,7 @@
 //! Resemblyzer's VoiceEncoder (GE2E d-vector): a 3-layer LSTM over 40-band mel frames, the last
 //! layer's final hidden state through Linear(256, 256) and ReLU, then L2 normalization. Tensor
 //! names are PyTorch's (`lstm.weight_ih_l0`, ..., `linear.weight`), as
-//! tools/resemblyzer_weights.py writes them.
+//! tools/data/resemblyzer_weights.py writes them.
 
 use burn::module::{Module, Param};
 use burn::tensor::activation::{relu, sigmoid};
