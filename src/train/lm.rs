@@ -31,7 +31,7 @@ use crate::models::glm4::tokenizer::GlmTokenizer;
 use crate::models::params::{named_params, set_trainable, NamedParam};
 use crate::plan::steps;
 use crate::recipe::{FinetuneMode, Recipe};
-use crate::report::{LmReport, PartReport};
+use crate::report::LmReport;
 use crate::run_dir;
 
 const NAMES: Names = Names {
@@ -302,35 +302,27 @@ pub fn train_lm<B: AutodiffBackend>(
         faults,
     };
     let (part, curve) = driver::train(part, start, &settings)?;
-    finish(
-        part,
-        curve,
-        stage_dir,
-        set.truncated_samples,
-        set.too_long.len(),
-        (train_samples, validation_samples),
-    )
-}
-
-/// The exports of a trained stage one: the PEFT adapter (LoRA) and the merged model.
-fn finish<B: AutodiffBackend>(
-    part: LmPart<'_, B>,
-    curve: PartReport,
-    stage_dir: &Path,
-    truncated_samples: usize,
-    dropped_too_long: usize,
-    (train_samples, validation_samples): (usize, usize),
-) -> Result<LmReport, String> {
     let mut report = LmReport {
         curve,
         train_samples,
         validation_samples,
         padding_share: part.padding_share,
-        truncated_samples,
-        dropped_too_long,
+        truncated_samples: set.truncated_samples,
+        dropped_too_long: set.too_long.len(),
         adapter_dir: None,
         merged_dir: stage_dir.join(run_dir::MERGED),
     };
+    export(&part, &mut report, stage_dir)?;
+    Ok(report)
+}
+
+/// The exports of a trained stage one into `report`'s directories: the PEFT adapter (LoRA) and
+/// the merged model.
+fn export<B: AutodiffBackend>(
+    part: &LmPart<'_, B>,
+    report: &mut LmReport,
+    stage_dir: &Path,
+) -> Result<(), String> {
     if part.recipe.lm.finetune == FinetuneMode::Lora {
         let adapter = stage_dir.join(run_dir::ADAPTER);
         save_adapter(
@@ -348,8 +340,7 @@ fn finish<B: AutodiffBackend>(
         ExportDtype::Bf16,
         DEFAULT_MAX_SHARD_BYTES,
     )
-    .map_err(|e| format!("cannot write {}: {e}", report.merged_dir.display()))?;
-    Ok(report)
+    .map_err(|e| format!("cannot write {}: {e}", report.merged_dir.display()))
 }
 
 fn adapter_info(recipe: &Recipe, base_dir: &Path) -> AdapterInfo {
