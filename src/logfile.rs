@@ -40,7 +40,7 @@ pub fn record(text: impl AsRef<str>) {
 /// Prints a line of the run's summary on stdout and keeps it in the log.
 pub fn say(text: impl AsRef<str>) {
     let text = text.as_ref();
-    println!("{text}");
+    crate::progress::println_stdout(text);
     let mut line = text.to_string();
     line.push('\n');
     append(line.as_bytes());

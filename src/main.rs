@@ -37,6 +37,11 @@ struct Cli {
     /// stage one from that checkpoint directory instead.
     #[arg(long, value_name = "DIR", num_args = 0..=1)]
     resume: Option<Option<PathBuf>>,
+    /// Continue a finished stage whose recipe changed only in its optimizer, schedule or length
+    /// (steps, epochs: not fewer) from its last checkpoint, instead of refusing it. The changes
+    /// are recorded in the stage's done.json.
+    #[arg(long)]
+    continue_finished: bool,
     /// Device: auto, cpu, wgpu[:N], cuda[:N] (overrides the recipe's device).
     #[arg(long, global = true)]
     device: Option<DeviceSpec>,
@@ -103,7 +108,11 @@ fn init_logging(format: LogFormat, level: &str) {
             tracing_subscriber::EnvFilter::try_new(arp_train::logging::filter_directives(level))
         })
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let stderr = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Through the bars (a log line clears them, prints, redraws them), and without colour codes
+    // when stderr is a file or a pipe.
+    let stderr = tracing_subscriber::fmt::layer()
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(|| arp_train::progress::Stderr);
     let stderr = match format {
         LogFormat::Text => stderr.with_target(false).boxed(),
         LogFormat::Json => stderr.json().boxed(),
@@ -163,6 +172,7 @@ fn main() -> ExitCode {
                     Some(Some(dir)) => Resume::From(dir),
                 },
                 stages: cli.stages,
+                continue_finished: cli.continue_finished,
             }),
             None => {
                 Exit::Usage("nothing to do: pass --recipe FILE or a command (see --help)".into())

@@ -23,6 +23,8 @@ pub struct PartReport {
     pub eval_losses: Vec<(usize, f64)>,
     pub skipped_steps: usize,
     pub wall_seconds: f64,
+    /// Seconds the part trained, over every invocation (from its checkpoints).
+    pub train_seconds: f64,
     /// True when the part was already finished and only loaded.
     pub already_done: bool,
 }
@@ -51,6 +53,9 @@ pub struct DecoderReport {
     pub model_dir: PathBuf,
 }
 
+/// What "final loss" means wherever arp-train reports one.
+pub const FINAL_LOSS: &str = "final: mean of the last 5 steps";
+
 /// The end of one training curve.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
 pub struct CurveSummary {
@@ -78,7 +83,28 @@ impl CurveSummary {
         }
     }
 
-    fn of_part(part: &PartReport) -> Self {
+    /// The curve as every summary prints it (the run's closing lines; the card and the sweep
+    /// table show the same `final_loss`):
+    /// `train 9.079 -> 4.179 (final: mean of the last 5 steps), held-out 8.967 -> 8.588 at step 120`.
+    pub fn describe(&self) -> String {
+        let number = |v: Option<f64>| v.map_or("-".to_string(), crate::progress::sig4);
+        let held_out = match (self.first_eval_loss, self.final_eval_loss) {
+            (Some(first), Some(last)) => format!(
+                ", held-out {} -> {} at step {}",
+                number(Some(first)),
+                number(Some(last)),
+                self.final_eval_step.unwrap_or(0)
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "train {} -> {} ({FINAL_LOSS}){held_out}",
+            number(self.first_loss),
+            number(self.final_loss)
+        )
+    }
+
+    pub fn of_part(part: &PartReport) -> Self {
         Self::new(
             part.steps,
             part.skipped_steps,
@@ -105,6 +131,13 @@ pub struct StageRecord {
     pub outputs: Vec<String>,
     /// Wall time of the invocation that finished the stage (not part of any package).
     pub wall_seconds: f64,
+    /// Seconds each part trained over all invocations (not part of any package).
+    #[serde(default)]
+    pub train_seconds: BTreeMap<String, f64>,
+    /// Each time the stage was continued after finishing with other optimizer, schedule or
+    /// length settings (`--continue-finished`): the steps it had and the changed settings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub continued: Vec<String>,
 }
 
 impl StageRecord {
@@ -128,6 +161,8 @@ impl StageRecord {
             seconds_of_audio: None,
             outputs,
             wall_seconds: report.curve.wall_seconds,
+            train_seconds: BTreeMap::from([("lm".to_string(), report.curve.train_seconds)]),
+            continued: Vec::new(),
         }
     }
 
@@ -153,6 +188,11 @@ impl StageRecord {
             seconds_of_audio: Some(report.seconds_of_audio),
             outputs: vec![relative(&report.model_dir, stage_dir)],
             wall_seconds,
+            train_seconds: BTreeMap::from([
+                ("flow".to_string(), report.flow.train_seconds),
+                ("vocoder".to_string(), report.vocoder.train_seconds),
+            ]),
+            continued: Vec::new(),
         }
     }
 
@@ -196,11 +236,12 @@ impl StageRecord {
             .collect()
     }
 
-    /// What the record says without its wall time: the same for an interrupted-and-resumed
-    /// stage as for an uninterrupted one (packages fingerprint this).
+    /// What the record says without its times: the same for an interrupted-and-resumed stage
+    /// as for an uninterrupted one (packages fingerprint this).
     pub fn content_json(&self) -> String {
         let mut copy = self.clone();
         copy.wall_seconds = 0.0;
+        copy.train_seconds.clear();
         serde_json::to_string(&copy).expect("records serialize")
     }
 }

@@ -10,9 +10,10 @@
 //!   lm/                        stage one: a part directory, plus merged/ and adapter/
 //!   decoder/                   stage two: flow/ and hift/ part directories, plus model/
 //!   arp-model/                 the package
+//!   plots.html                 every loss.svg of the run on one page
 //! ```
 //!
-//! A part directory holds `metrics.jsonl`, `loss.svg`, `step-NNNNNN/` checkpoints (each with
+//! A part directory holds `metrics.jsonl`, its TensorBoard event file, `loss.svg`, `step-NNNNNN/` checkpoints (each with
 //! `trainer_state.json` and `recipe.resolved.yaml` beside the part's weights), and, for a stage,
 //! `done.json` once the stage finished.
 
@@ -25,6 +26,9 @@ pub const FLOW: &str = "flow";
 pub const HIFT: &str = "hift";
 pub const PACKAGE: &str = "arp-model";
 pub const CACHE: &str = "cache";
+/// `arp-train eval`'s default output directory for a recipe's run, and its plot.
+pub const EVAL: &str = "eval";
+pub const EVAL_PLOT: &str = "eval.svg";
 
 /// Stage one's exports, inside [`LM`].
 pub const MERGED: &str = "merged";
@@ -35,6 +39,9 @@ pub const DECODER_MODEL: &str = "model";
 /// In a part directory.
 pub const METRICS: &str = "metrics.jsonl";
 pub const LOSS_PLOT: &str = "loss.svg";
+/// In the run directory: a page showing every part's `loss.svg` (and eval's plot), reloading
+/// itself so it stays live in a browser.
+pub const PLOT_INDEX: &str = "plots.html";
 /// In a stage directory: the stage's closing record ([`crate::report::StageRecord`]).
 pub const DONE_RECORD: &str = "done.json";
 

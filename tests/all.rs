@@ -21,6 +21,7 @@ mod prepare;
 mod recipes;
 mod samples;
 mod speech_tokenizer;
+mod tensorboard;
 mod train_decoder;
 mod train_lm;
 mod wgpu_backend;

@@ -17,6 +17,35 @@ pub fn arp_train(cwd: &Path, args: &[&str]) -> Output {
         .expect("the arp-train binary runs")
 }
 
+/// The speaker encoder's weights (ARP-Eval), at the path `arp-train eval` reads by default.
+/// Missing ones are fetched once per test run with tools/data/resemblyzer_weights.py (Python's
+/// standard library and pip; PyPI must be reachable), so `cargo test` needs no setup step.
+pub fn speaker_encoder_weights() -> PathBuf {
+    static FETCH: std::sync::Once = std::sync::Once::new();
+    let path = repo().join(arp_train::eval::speaker::DEFAULT_WEIGHTS);
+    FETCH.call_once(|| {
+        if path.is_file() {
+            return;
+        }
+        eprintln!(
+            "fetching the speaker encoder's weights: python3 tools/data/resemblyzer_weights.py"
+        );
+        let out = Command::new("python3")
+            .arg("tools/data/resemblyzer_weights.py")
+            .current_dir(repo())
+            .output()
+            .expect("python3 runs tools/data/resemblyzer_weights.py");
+        assert!(
+            out.status.success(),
+            "tools/data/resemblyzer_weights.py failed:\n{}{}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
+    });
+    assert!(path.is_file(), "{} is missing", path.display());
+    path
+}
+
 pub fn text(bytes: &[u8]) -> String {
     String::from_utf8_lossy(bytes).into_owned()
 }

@@ -85,6 +85,7 @@ pub fn judge_file(dir: &Path, endpoint: &str) -> String {
 
 #[test]
 fn eval_tells_the_character_from_another_voice_and_writes_its_report() {
+    crate::common::speaker_encoder_weights();
     let dir = tempfile::tempdir().unwrap();
     let cache = prepared_tiny_cache(dir.path());
     let cache_set = format!("data.cache_dir={}", cache.display());

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use arp_train::audio::wav;
 use arp_train::eval::quality;
-use arp_train::eval::speaker::{cosine, SpeakerEncoder, DEFAULT_WEIGHTS};
+use arp_train::eval::speaker::{cosine, SpeakerEncoder};
 use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
 use serde_json::Value;
@@ -26,7 +26,11 @@ fn rows<'a>(r: &'a Value, key: &str) -> &'a Vec<Value> {
 }
 
 fn encoder() -> SpeakerEncoder<NdArray<f32>> {
-    SpeakerEncoder::load(&repo().join(DEFAULT_WEIGHTS), &Default::default()).unwrap()
+    SpeakerEncoder::load(
+        &crate::common::speaker_encoder_weights(),
+        &Default::default(),
+    )
+    .unwrap()
 }
 
 #[test]
@@ -38,7 +42,8 @@ fn speaker_embeddings_match_resemblyzer() {
 /// number of partial windows. Returns the lowest cosine.
 pub fn speaker_parity_on<B: Backend>(device: &B::Device) -> f64 {
     let r = reference();
-    let encoder = SpeakerEncoder::<B>::load(&repo().join(DEFAULT_WEIGHTS), device).unwrap();
+    let encoder =
+        SpeakerEncoder::<B>::load(&crate::common::speaker_encoder_weights(), device).unwrap();
     let mut worst = 1.0f64;
     for clip in rows(&r, "clips") {
         let path = repo().join(clip["path"].as_str().unwrap());

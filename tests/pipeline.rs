@@ -31,6 +31,7 @@ fn package_files(run: &Path) -> Vec<(String, String)> {
 
 #[test]
 fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
+    crate::common::speaker_encoder_weights();
     let started = Instant::now();
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("run");
@@ -149,6 +150,27 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
         "vocoder {hift:?} {hift_eval:?}"
     );
 
+    // Every part's TensorBoard event file holds exactly its metrics.jsonl, and its loss.svg
+    // marks each held-out point; plots.html shows them all.
+    for part in ["lm", "decoder/flow", "decoder/hift"] {
+        crate::tensorboard::assert_matches_metrics(&output.join(part));
+        assert!(output.join(part).join("loss.svg").is_file(), "{part}");
+    }
+    let svg = std::fs::read_to_string(output.join("lm/loss.svg")).unwrap();
+    assert_eq!(
+        svg.matches("<circle").count(),
+        evals.len() + 1,
+        "markers + legend"
+    );
+    let index = std::fs::read_to_string(output.join("plots.html")).unwrap();
+    for plot in [
+        "lm/loss.svg",
+        "decoder/flow/loss.svg",
+        "decoder/hift/loss.svg",
+    ] {
+        assert!(index.contains(&format!("src=\"{plot}\"")), "{index}");
+    }
+
     // The package: merged LM with tokenizer, adapter, decoder, plots, card, manifest.
     let package = output.join("arp-model");
     for file in [
@@ -199,6 +221,31 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
             "{expected:?} missing from the card:\n{card}"
         );
     }
+    // A card for the Hugging Face hub, and no path of this machine in the card or manifest.
+    assert!(
+        card.starts_with("---\nlanguage:\n- \"en\"\nlicense: other\n")
+            && card.contains("base_model: THUDM/glm-4-voice-9b\n")
+            && card.contains("\n---\n\n# arp-model-ada"),
+        "{card}"
+    );
+    let manifest_text = std::fs::read_to_string(package.join("arp-model.json")).unwrap();
+    for (name, text) in [("README.md", &card), ("arp-model.json", &manifest_text)] {
+        for path in [repo(), dir.path().to_path_buf()] {
+            let path = path.display().to_string();
+            assert!(!text.contains(&path), "{name} names {path}:\n{text}");
+        }
+    }
+    // One final loss: the run's summary line and the card show the same number.
+    let lm_curve = &m["lm"]["curves"]["lm"];
+    let sig4 = |key: &str| arp_train::progress::sig4(lm_curve[key].as_f64().unwrap());
+    let (first, last) = (sig4("first_loss"), sig4("final_loss"));
+    assert!(
+        stdout.contains(&format!(
+            "train {first} -> {last} (final: mean of the last 5 steps)"
+        )),
+        "{first} -> {last}:\n{stdout}"
+    );
+    assert!(card.contains(&format!("| {first} -> {last} |")), "{card}");
     let log = std::fs::read_to_string(output.join("logs/run.log")).unwrap();
     assert!(
         log.contains("starting run") && log.contains("package: arp-model-ada"),
@@ -314,14 +361,25 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
         card.contains("| AP: cosine to character centroid |"),
         "{card}"
     );
-    let listed = m["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|f| f["path"] == "README.md")
-        .unwrap()["bytes"]
-        .as_u64();
-    assert_eq!(listed, Some(card.len() as u64));
+    let listed = |path: &str| {
+        m["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["path"] == path)
+            .map(|f| f["bytes"].as_u64().unwrap())
+    };
+    assert_eq!(listed("README.md"), Some(card.len() as u64));
+    // The eval plot joins the package's plots and the run's page of plots.
+    let eval_plot = std::fs::read(package.join("plots/eval.svg")).unwrap();
+    assert_eq!(
+        eval_plot,
+        std::fs::read(output.join("eval/eval.svg")).unwrap()
+    );
+    assert_eq!(listed("plots/eval.svg"), Some(eval_plot.len() as u64));
+    assert!(card.contains("`plots/eval.svg`"), "{card}");
+    let index = std::fs::read_to_string(output.join("plots.html")).unwrap();
+    assert!(index.contains("src=\"eval/eval.svg\""), "{index}");
 
     // Rerunning the finished recipe skips every stage and keeps the (scored) package.
     let before = package_files(&output);
@@ -401,6 +459,9 @@ fn runs_killed_or_signalled_in_every_stage_end_with_the_same_package() {
     );
     assert!(!out.status.success());
     assert!(!killed.join("lm/done.json").exists());
+    // Killed mid-stage, the part already has its plot and an event file as far as its metrics.
+    assert!(killed.join("lm/loss.svg").is_file());
+    crate::tensorboard::assert_matches_metrics(&killed.join("lm"));
     let out = short_run(&killed, &cache, &["--dry-run"], &[]);
     let expected = format!("lm       resumes: from step {} of 12", lm_abort - 4);
     assert!(
@@ -428,6 +489,18 @@ fn runs_killed_or_signalled_in_every_stage_end_with_the_same_package() {
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(still_running, "the run must be killed in the flow");
+    let flow = killed.join("decoder/flow");
+    assert!(flow.join("loss.svg").is_file());
+    let logged = crate::tensorboard::read(&flow.join("events.out.tfevents.arp-train")).steps;
+    let metrics_steps = crate::tensorboard::expected_from_metrics(&flow);
+    // A SIGKILL between the two writes of a step leaves the event file one step behind.
+    assert!(
+        logged.len() + 1 >= metrics_steps.len()
+            && logged
+                .iter()
+                .all(|(step, s)| metrics_steps.get(step) == Some(s)),
+        "events {logged:?}\nmetrics {metrics_steps:?}"
+    );
     assert!(
         killed.join("lm/done.json").exists(),
         "stage one finished first"
@@ -466,6 +539,24 @@ fn runs_killed_or_signalled_in_every_stage_end_with_the_same_package() {
         "{stdout}"
     );
     assert_eq!(package_files(&killed), reference);
+    // The resumed runs' event files hold each step once, with the uninterrupted run's losses.
+    for part in ["lm", "decoder/flow", "decoder/hift"] {
+        crate::tensorboard::assert_matches_metrics(&killed.join(part));
+        let losses = |run: &Path| -> Vec<(i64, Option<f32>, Option<f32>)> {
+            crate::tensorboard::read(&run.join(part).join("events.out.tfevents.arp-train"))
+                .steps
+                .into_iter()
+                .map(|(step, s)| {
+                    (
+                        step,
+                        s.get("train/loss").copied(),
+                        s.get("eval/loss").copied(),
+                    )
+                })
+                .collect()
+        };
+        assert_eq!(losses(&killed), losses(&straight), "{part}");
+    }
     assert_eq!(
         std::fs::read_to_string(killed.join("arp-model/README.md")).unwrap(),
         reference_card
@@ -696,7 +787,32 @@ fn an_epoch_based_run_trains_the_steps_its_dry_run_printed() {
         (numbers[1], numbers[2])
     };
     let out = crate::common::arp_train_env(&args, &[]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    // Logs redirected to a pipe: plain text, rounded figures, the held-out loss and the ETA.
+    assert!(
+        !stderr.contains('\x1b'),
+        "escape codes in a redirected log:\n{stderr}"
+    );
+    assert!(
+        stderr.contains(" INFO stage one step=0 held_out=")
+            && stderr
+                .lines()
+                .any(|l| l.contains(" INFO stage one step=10 ") && l.contains(" run_eta=")),
+        "{stderr}"
+    );
+    for line in stderr.lines().filter(|l| l.contains(" loss=")) {
+        let loss = line
+            .split(" loss=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let significant = loss.trim_start_matches(['0', '.']);
+        let digits = significant.chars().filter(|c| c.is_ascii_digit()).count();
+        assert!(digits <= 4, "{loss} is not rounded to 4 digits: {line}");
+    }
     let curve_steps = |stage: &str, curve: &str| -> usize {
         let record: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(output.join(stage).join("done.json")).unwrap(),
@@ -720,6 +836,7 @@ fn an_epoch_based_run_trains_the_steps_its_dry_run_printed() {
 
 #[test]
 fn the_decoupling_sweep_runs_to_its_summary() {
+    crate::common::speaker_encoder_weights();
     let dir = tempfile::tempdir().unwrap();
     let cache = crate::common::prepared_tiny_cache(dir.path());
     let sweep_dir = dir.path().join("sweep");
@@ -807,8 +924,9 @@ fn the_decoupling_sweep_runs_to_its_summary() {
     let frozen_decoder = manifest(&sweep_dir.join("freeze-decoder/arp-model"));
     assert_eq!(both["lm"]["curves"], frozen_decoder["lm"]["curves"]);
 
-    // A rerun skips every finished run.
-    let out = arp_train(&repo(), &argv);
+    // A rerun skips every finished run; with --eval it scores their packages for the summary.
+    let rerun: Vec<&str> = argv.iter().copied().chain(["--eval"]).collect();
+    let out = arp_train(&repo(), &rerun);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(
         text(&out.stdout).matches("complete: skipped").count(),
@@ -822,6 +940,20 @@ fn the_decoupling_sweep_runs_to_its_summary() {
         3,
         "{summary}"
     );
+    let csv = std::fs::read_to_string(sweep_dir.join("summary.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = csv.lines().map(|l| l.split(',').collect()).collect();
+    let column = |name: &str| rows[0].iter().position(|h| *h == name).unwrap();
+    let (time, ap) = (
+        column("train time"),
+        column("AP: cosine to character centroid"),
+    );
+    for row in &rows[1..] {
+        assert!(row[time].ends_with('s'), "train time of {}: {csv}", row[0]);
+        let score: f64 = row[ap]
+            .parse()
+            .unwrap_or_else(|_| panic!("AP of {}: {csv}", row[0]));
+        assert!((-1.0..=1.0).contains(&score), "{csv}");
+    }
 
     // The dry run: a moved cache retrains nothing (the package's recipe.yaml is rewritten);
     // other training settings are refused by name.

@@ -401,3 +401,37 @@ fn resolved_recipe_is_a_recipe_that_loads_back_equal() {
     );
     assert_eq!(second.character, first.character);
 }
+
+#[test]
+fn eval_every_defaults_to_the_recipes_checkpoint_every() {
+    use arp_train::recipe::{PathCheck, Recipe};
+    let tiny = repo().join("recipes/tiny.yaml");
+    let recipe = Recipe::load(&tiny, &[], PathCheck::Strict).unwrap().recipe;
+    // tiny.yaml sets decoder.flow.checkpoint_every: 10 and no eval_every.
+    assert_eq!(recipe.decoder.flow.train.checkpoint_every, 10);
+    assert_eq!(recipe.decoder.flow.train.eval_every, 10);
+    // An explicit eval_every still wins.
+    assert_eq!(recipe.lm.train.eval_every, 30);
+}
+
+#[test]
+fn output_moves_the_cache_unless_the_recipe_sets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("elsewhere");
+    let stdout = dry_run_tiny(&["--output", out.to_str().unwrap()]);
+    assert!(
+        stdout.contains(&format!("cache_dir: {}", out.join("cache").display())),
+        "{stdout}"
+    );
+    let kept = dir.path().join("shared-cache");
+    let stdout = dry_run_tiny(&[
+        "--output",
+        out.to_str().unwrap(),
+        "--set",
+        &format!("data.cache_dir={}", kept.display()),
+    ]);
+    assert!(
+        stdout.contains(&format!("cache_dir: {}", kept.display())),
+        "{stdout}"
+    );
+}

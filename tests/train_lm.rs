@@ -207,9 +207,57 @@ fn earlier_runs_are_protected() {
     assert!(
         stderr.contains("stage one (lm) in")
             && stderr.contains("finished with other model or data settings")
-            && stderr.contains("lm.lora.rank: finished with 16 / now 4"),
+            && stderr.contains("lm.lora.rank: finished with 16 / now 4")
+            && !stderr.contains("--continue-finished"),
         "{stderr}"
     );
+
+    // Only the learning rate and length changed: refused with the flag named, then continued
+    // from the last checkpoint with it, and recorded in done.json.
+    let more = ["--set", "lm.steps=12", "--set", "lm.optimizer.lr=0.005"];
+    let out = train(&run, &cache, &more, &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("`--continue-finished` continues the stage"),
+        "{}",
+        text(&out.stderr)
+    );
+    let with_flag: Vec<&str> = more
+        .iter()
+        .copied()
+        .chain(["--continue-finished"])
+        .collect();
+    let out = train(&run, &cache, &with_flag, &[]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("continues the finished stage to 12 steps")
+            && stdout.contains("stage one (lm): 12 steps")
+            && stderr.contains("resuming stage one")
+            && stderr.contains("step-000008"),
+        "{stdout}\n{stderr}"
+    );
+    let steps: Vec<u64> = curve(&run).iter().map(|(s, _, _)| *s).collect();
+    assert_eq!(steps, (1..=12).collect::<Vec<u64>>());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("lm/done.json")).unwrap()).unwrap();
+    let continued = record["continued"][0].as_str().unwrap_or_default();
+    assert!(
+        continued.starts_with("continued after lm 8 steps with:")
+            && continued.contains("lm.optimizer.lr: finished with 0.01 / now 0.005")
+            && continued.contains("lm.steps: finished with 8 / now 12"),
+        "{record}"
+    );
+    // The same command again: done, skipped; a model change is still refused with the flag.
+    let out = train(&run, &cache, &with_flag, &[]);
+    assert!(text(&out.stdout).contains("stage one (lm): done, skipped"));
+    let changed: Vec<&str> = with_flag
+        .iter()
+        .copied()
+        .chain(["--set", "lm.lora.rank=4"])
+        .collect();
+    let out = train(&run, &cache, &changed, &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stdout));
 }
 
 #[test]

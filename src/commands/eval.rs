@@ -242,6 +242,16 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
         }));
     }
     write_outputs(&setup.out, &report).map_err(Exit::Failed)?;
+    if let Some(recipe) = &setup.recipe {
+        if setup.out == recipe.output_dir.join(crate::run_dir::EVAL)
+            && recipe.output_dir.join(crate::run_dir::PLOT_INDEX).is_file()
+        {
+            // The run's page of plots gains the eval plot.
+            crate::train::plot::write_index(&recipe.output_dir).map_err(|e| {
+                Exit::Failed(format!("cannot write {}: {e}", crate::run_dir::PLOT_INDEX))
+            })?;
+        }
+    }
     print!("{}", report.table());
     println!(
         "wrote {} and {}",
@@ -249,7 +259,8 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
         setup.out.join(PLOT_FILE).display()
     );
     if let Some(package) = &setup.package {
-        crate::package::scores::record(package, package_scores(&report)).map_err(Exit::Failed)?;
+        crate::package::scores::record(package, package_scores(&report), report.svg().as_bytes())
+            .map_err(Exit::Failed)?;
         println!(
             "recorded the scores in {}",
             package.join(crate::package::MANIFEST).display()
@@ -303,7 +314,7 @@ fn setup(args: &EvalArgs) -> Result<Setup, Exit> {
         return Err(Exit::Usage(speaker::missing_weights_message(&encoder)));
     }
     let out = args.out.clone().unwrap_or_else(|| match &recipe {
-        Some(r) => r.output_dir.join("eval"),
+        Some(r) => r.output_dir.join(crate::run_dir::EVAL),
         None => PathBuf::from("arp-eval"),
     });
     Ok(Setup {

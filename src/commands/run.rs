@@ -22,6 +22,8 @@ pub struct RunArgs {
     pub resume: Resume,
     /// `--stages lm,decoder`; all stages when absent.
     pub stages: Option<String>,
+    /// `--continue-finished`.
+    pub continue_finished: bool,
 }
 
 /// `--output DIR` as an override of `output_dir`, like any --set, so defaults derived from it
@@ -49,6 +51,7 @@ pub fn run(args: RunArgs) -> Exit {
         None => Options {
             resume: args.resume.clone(),
             faults: super::injected_faults(),
+            continue_finished: args.continue_finished,
             ..Options::default()
         },
         Some(list) => match StageName::parse_list(list) {
@@ -57,6 +60,7 @@ pub fn run(args: RunArgs) -> Exit {
                 stages_chosen: true,
                 resume: args.resume.clone(),
                 faults: super::injected_faults(),
+                continue_finished: args.continue_finished,
             },
             Err(e) => return Exit::Usage(e),
         },
@@ -115,7 +119,10 @@ pub fn execute(
         }
         println!("output: {}\n", recipe.output_dir.display());
         print!("{}", plan::render(recipe, &scan, &plan));
-        println!("\n{}", Survey::take(recipe, &plan).render(recipe, options));
+        println!(
+            "\n{}",
+            Survey::take(recipe, &plan, options.continue_finished).render(recipe, options)
+        );
         if !scan.rejected.is_empty() {
             println!(
                 "rejections (a run writes them to {}):",

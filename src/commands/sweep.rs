@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use super::eval::EvalArgs;
 use super::run::{execute, output_override, scan_recipe};
 use super::{load_runnable, Exit};
 use crate::backend::DeviceSpec;
@@ -30,6 +31,10 @@ pub struct SweepArgs {
     /// List the runs and where each stands; run nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Score each finished run's package with ARP-Eval (`arp-train eval --model`) unless it is
+    /// scored already, so the summary compares the runs' scores.
+    #[arg(long)]
+    pub eval: bool,
 }
 
 pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
@@ -91,7 +96,7 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         for (run, recipe) in sweep.runs.iter().zip(&recipes) {
             let survey = scan_recipe(recipe)
                 .ok()
-                .map(|s| Survey::take(recipe, &Plan::new(recipe, &s)));
+                .map(|s| Survey::take(recipe, &Plan::new(recipe, &s), false));
             let conflict = survey.as_ref().and_then(|survey| {
                 [&survey.lm, &survey.decoder]
                     .into_iter()
@@ -156,7 +161,9 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         );
         // One scan per run (it reads every clip): for the completeness check and the run.
         let exit = match scan_recipe(recipe) {
-            Ok(scanned) if Survey::take(recipe, &Plan::new(recipe, &scanned)).complete(recipe) => {
+            Ok(scanned)
+                if Survey::take(recipe, &Plan::new(recipe, &scanned), false).complete(recipe) =>
+            {
                 println!("complete: skipped");
                 None
             }
@@ -172,6 +179,7 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
             )),
             Err(exit) => Some(exit),
         };
+        let finished = matches!(exit, None | Some(Exit::Ok));
         statuses[i] = match exit {
             None => "done (earlier)".into(),
             Some(Exit::Ok) => "done".into(),
@@ -181,9 +189,16 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
             Some(Exit::Usage(e) | Exit::Failed(e)) => {
                 eprintln!("error: sweep run {}: {e}", run.name);
                 failed += 1;
-                format!("failed: {}", e.lines().next().unwrap_or_default())
+                format!("failed: {}", first_line(&e))
             }
         };
+        if args.eval && finished && crate::stop::requested().is_none() {
+            if let Err(e) = score_package(recipe, device) {
+                eprintln!("error: sweep run {}: ARP-Eval: {e}", run.name);
+                failed += 1;
+                statuses[i] = format!("{}; eval failed: {}", statuses[i], first_line(&e));
+            }
+        }
         match write_summary(&statuses) {
             Ok(markdown) => last_summary = markdown,
             Err(e) => return Exit::Failed(e),
@@ -208,5 +223,30 @@ pub fn sweep_command(args: SweepArgs, device: Option<DeviceSpec>) -> Exit {
         ))
     } else {
         Exit::Ok
+    }
+}
+
+fn first_line(text: &str) -> &str {
+    text.lines().next().unwrap_or_default()
+}
+
+/// `arp-train eval --model <run>/arp-model`, unless the package holds scores already.
+fn score_package(recipe: &Recipe, device: Option<DeviceSpec>) -> Result<(), String> {
+    let package = crate::run_dir::package_dir(&recipe.output_dir);
+    if crate::package::open(&package)?.is_some_and(|m| m.scores.is_some()) {
+        return Ok(());
+    }
+    // Parsed like the command line, so every other flag keeps `eval`'s own default.
+    #[derive(clap::Parser)]
+    struct Eval {
+        #[command(flatten)]
+        args: EvalArgs,
+    }
+    let package = package.display().to_string();
+    let eval = <Eval as clap::Parser>::try_parse_from(["eval", "--model", package.as_str()])
+        .map_err(|e| e.to_string())?;
+    match super::eval::eval_command(eval.args, device) {
+        Exit::Ok => Ok(()),
+        Exit::Usage(e) | Exit::Failed(e) => Err(e),
     }
 }

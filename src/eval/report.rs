@@ -9,7 +9,7 @@ use super::scores::{summarize, ClipScore, Stat, METRICS};
 
 pub const FORMAT: &str = "arp-eval/1";
 pub const JSON_FILE: &str = "eval.json";
-pub const PLOT_FILE: &str = "eval.svg";
+pub const PLOT_FILE: &str = crate::run_dir::EVAL_PLOT;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Summary {

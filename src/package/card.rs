@@ -1,6 +1,7 @@
 //! The model card (`README.md`) of an ARP-Model package: what it is, what made it, how well it
-//! trained, and how to run it with arp-train or with the original GLM-4-Voice demo. It holds
-//! no wall times or absolute paths of the run, so the same inputs give the same card.
+//! trained, and how to run it with arp-train or with the original GLM-4-Voice demo, after Hugging
+//! Face's YAML front matter. It holds no wall times or paths of the training machine, so the
+//! same inputs give the same card wherever it was made.
 
 use std::fmt::Write;
 
@@ -8,7 +9,7 @@ use super::{Component, Manifest, ADAPTER_DIR, DECODER_DIR, LM_DIR, RECIPE};
 use crate::recipe::Recipe;
 
 fn number(value: Option<f64>) -> String {
-    value.map_or("-".into(), |v| format!("{v:.4}"))
+    value.map_or("-".into(), crate::progress::sig4)
 }
 
 fn curve_rows(out: &mut String, stage: &str, component: &Component) {
@@ -39,8 +40,41 @@ fn curve_rows(out: &mut String, stage: &str, component: &Component) {
     }
 }
 
+/// The Hugging Face model-card metadata (YAML front matter): the license GLM-4-Voice's weights
+/// come under, the base model when it is GLM-4-Voice-9B, and tags to find the card by.
+fn front_matter(m: &Manifest, recipe: &Recipe) -> String {
+    let c = &m.character;
+    let mut s = String::from("---\n");
+    let _ = writeln!(s, "language:\n- {}", yaml_scalar(&c.language));
+    let _ = writeln!(
+        s,
+        "license: other\nlicense_name: glm-4\nlicense_link: https://huggingface.co/THUDM/glm-4-voice-9b/blob/main/LICENSE"
+    );
+    let base_is_glm4_voice = recipe
+        .lm
+        .base_model
+        .as_deref()
+        .and_then(|p| p.file_name())
+        .is_some_and(|n| n.to_string_lossy().eq_ignore_ascii_case("glm-4-voice-9b"));
+    if base_is_glm4_voice {
+        let _ = writeln!(s, "base_model: THUDM/glm-4-voice-9b");
+    }
+    let _ = writeln!(
+        s,
+        "tags:\n- arp-train\n- audio-role-play\n- glm-4-voice\n- {}",
+        yaml_scalar(&format!("character:{}", c.speaker))
+    );
+    s.push_str("---\n\n");
+    s
+}
+
+/// `text` as a YAML scalar: JSON's quoting is valid YAML.
+fn yaml_scalar(text: &str) -> String {
+    serde_json::to_string(text).unwrap_or_default()
+}
+
 pub fn render(m: &Manifest, recipe: &Recipe) -> String {
-    let mut s = String::new();
+    let mut s = front_matter(m, recipe);
     let c = &m.character;
     let _ = writeln!(s, "# {}: {} ({})\n", m.name, c.name, c.series);
     let _ = writeln!(
@@ -81,11 +115,15 @@ pub fn render(m: &Manifest, recipe: &Recipe) -> String {
     let _ = writeln!(s, "## Training\n");
     let _ = writeln!(
         s,
-        "| part | steps | train loss (first -> mean of last 5) | held-out loss (first -> last) | loss |\n|---|---|---|---|---|"
+        "| part | steps | train loss (first -> final) | held-out loss (first -> last) | loss |\n|---|---|---|---|---|"
     );
     curve_rows(&mut s, "lm", &m.lm);
     curve_rows(&mut s, "decoder", &m.decoder);
-    let _ = writeln!(s, "\nLoss curves are in `plots/`.\n");
+    let _ = writeln!(
+        s,
+        "\nFinal train loss: {}. Loss curves are in `plots/`.\n",
+        crate::report::FINAL_LOSS.trim_start_matches("final: ")
+    );
     let _ = writeln!(s, "## ARP-Eval scores\n");
     match &m.scores {
         Some(scores) => scores_section(&mut s, scores),
@@ -172,6 +210,7 @@ fn scores_section(s: &mut String, scores: &serde_json::Value) {
                 stat("references", key)
             );
         }
+        let _ = writeln!(s, "\nPer-clip distributions: `{}`.", super::EVAL_PLOT);
         if !scores["content"].is_null() {
             let _ = writeln!(s, "\nContent (LLM judge): `{}`", scores["content"]);
         }

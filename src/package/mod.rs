@@ -35,6 +35,8 @@ use files::FileEntry;
 pub const MANIFEST: &str = "arp-model.json";
 pub const CARD: &str = "README.md";
 pub const RECIPE: &str = "recipe.yaml";
+/// `arp-train eval`'s plot, once the package is scored.
+pub const EVAL_PLOT: &str = "plots/eval.svg";
 pub const LM_DIR: &str = "glm-4-voice-9b";
 pub const ADAPTER_DIR: &str = "adapter";
 pub const DECODER_DIR: &str = "glm-4-voice-decoder";
@@ -103,7 +105,8 @@ pub struct Manifest {
     pub adapter: Option<String>,
     pub decoder: Component,
     pub data: DataInfo,
-    /// The GLM-4-Voice speech tokenizer the recipe used (not copied: it is not trained here).
+    /// The name of the GLM-4-Voice speech tokenizer directory the recipe used (not copied: it
+    /// is not trained here).
     pub speech_tokenizer: Option<String>,
     /// ARP-Eval scores, once `arp-train eval` has scored the package.
     pub scores: Option<serde_json::Value>,
@@ -270,11 +273,12 @@ pub fn assemble(
             validation_utterances: plan.validation_utterances,
             hours: plan.character_seconds / 3600.0,
         },
+        // Its name, not the training machine's path: the package is copied to other machines.
         speech_tokenizer: recipe
             .data
             .speech_tokenizer
-            .as_ref()
-            .map(|p| p.display().to_string()),
+            .as_deref()
+            .map(|p| base_name(Some(p))),
         scores: None,
         fingerprint: fingerprint(recipe, lm, decoder),
         files: Vec::new(),

@@ -12,7 +12,7 @@ use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::faults::Faults;
 use crate::logfile::say;
 use crate::recipe::Recipe;
-use crate::report::{DecoderReport, PartReport, StageRecord};
+use crate::report::{CurveSummary, DecoderReport, PartReport, StageRecord};
 use crate::run_dir;
 use crate::train::driver::Resume;
 
@@ -54,8 +54,9 @@ pub fn run(
         say(line);
     }
     let wall_seconds = started.elapsed().as_secs_f64();
-    let record =
+    let mut record =
         StageRecord::from_decoder(decoder_identity(recipe), &report, stage_dir, wall_seconds);
+    record.continued = super::status::continuations(stage_dir, &record.identity);
     record.write(stage_dir)?;
     for (part, config) in [
         (run_dir::FLOW, &recipe.decoder.flow),
@@ -73,18 +74,12 @@ fn curve(p: &PartReport) -> String {
     if p.already_done {
         return format!("already trained ({} steps)", p.steps);
     }
-    let first = p.losses.first().copied().unwrap_or(f64::NAN);
-    let tail = &p.losses[p.losses.len().saturating_sub(5)..];
-    let last = tail.iter().sum::<f64>() / tail.len().max(1) as f64;
-    let eval = p
-        .eval_losses
-        .first()
-        .zip(p.eval_losses.last())
-        .map(|((_, a), (s, b))| format!(", held-out {a:.4} -> {b:.4} at step {s}"))
-        .unwrap_or_default();
     format!(
-        "{} steps in {:.1} s; train {first:.4} -> {last:.4} (mean of the last 5){eval}; {} skipped",
-        p.steps, p.wall_seconds, p.skipped_steps
+        "{} steps in {:.1} s; {}; {} skipped",
+        p.steps,
+        p.wall_seconds,
+        CurveSummary::of_part(p).describe(),
+        p.skipped_steps
     )
 }
 

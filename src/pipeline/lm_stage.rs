@@ -10,7 +10,7 @@ use super::Options;
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::logfile::say;
 use crate::recipe::Recipe;
-use crate::report::{LmReport, StageRecord};
+use crate::report::{CurveSummary, LmReport, StageRecord};
 
 pub fn run(
     recipe: &Recipe,
@@ -39,7 +39,8 @@ pub fn run(
     if let Some(line) = crate::logging::autotune_summary(tuned_before) {
         say(line);
     }
-    let record = StageRecord::from_lm(lm_identity(recipe), &report, stage_dir);
+    let mut record = StageRecord::from_lm(lm_identity(recipe), &report, stage_dir);
+    record.continued = super::status::continuations(stage_dir, &record.identity);
     record.write(stage_dir)?;
     say(format!(
         "  {}",
@@ -50,19 +51,13 @@ pub fn run(
 
 fn print_report(r: &LmReport) {
     let curve = &r.curve;
-    let first = curve.losses.first().copied().unwrap_or(f64::NAN);
-    let last = curve.losses.last().copied().unwrap_or(f64::NAN);
     say(format!(
-        "stage one (lm): {} steps in {:.1} s on {} samples ({} held out); train loss {first:.4} -> {last:.4}{}; {} skipped",
+        "stage one (lm): {} steps in {:.1} s on {} samples ({} held out); {}; {} skipped",
         curve.steps,
         curve.wall_seconds,
         r.train_samples,
         r.validation_samples,
-        curve
-            .eval_losses
-            .last()
-            .map(|(s, l)| format!(", eval loss {l:.4} at step {s}"))
-            .unwrap_or_default(),
+        CurveSummary::of_part(curve).describe(),
         curve.skipped_steps
     ));
     say(format!(

@@ -90,6 +90,9 @@ pub struct Options {
     pub resume: Resume,
     /// Failures a test injects (none in normal use).
     pub faults: Faults,
+    /// `--continue-finished`: a finished stage whose optimizer, schedule or length changed
+    /// continues from its last checkpoint instead of being refused.
+    pub continue_finished: bool,
 }
 
 impl Default for Options {
@@ -99,6 +102,7 @@ impl Default for Options {
             stages_chosen: false,
             resume: Resume::Latest,
             faults: Faults::default(),
+            continue_finished: false,
         }
     }
 }
@@ -112,9 +116,10 @@ pub struct Survey {
 }
 
 impl Survey {
-    pub fn take(recipe: &Recipe, plan: &Plan) -> Survey {
-        let lm = status::lm_state(recipe, plan);
-        let decoder = status::decoder_state(recipe, plan);
+    /// `continue_finished`: see [`Options::continue_finished`].
+    pub fn take(recipe: &Recipe, plan: &Plan, continue_finished: bool) -> Survey {
+        let lm = status::lm_state(recipe, plan, continue_finished);
+        let decoder = status::decoder_state(recipe, plan, continue_finished);
         let sources = lm_source(recipe, &lm).zip(decoder_source(recipe, &decoder));
         Survey {
             lm,
@@ -218,6 +223,26 @@ fn decoder_source(recipe: &Recipe, state: &State) -> Option<DecoderSource> {
     }
 }
 
+/// The console's whole-run line (steps and ETA over every part this run trains), for as long
+/// as the run's stages run.
+struct RunLine;
+
+impl RunLine {
+    fn start(recipe: &Recipe, plan: &Plan, lm: bool, decoder: bool) -> RunLine {
+        let parts = status::parts_to_train(recipe, plan, lm, decoder);
+        if !parts.is_empty() {
+            crate::progress::start_run(&parts);
+        }
+        RunLine
+    }
+}
+
+impl Drop for RunLine {
+    fn drop(&mut self) {
+        crate::progress::finish_run();
+    }
+}
+
 /// After a stop signal that arrived while a stage was finishing (exporting, packaging), the
 /// next stage does not start.
 fn stopped_before(stage: &str) -> Option<Error> {
@@ -239,7 +264,7 @@ pub fn run(
     options: &Options,
 ) -> Result<(), Error> {
     let selected = |stage: StageName| options.stages.contains(&stage);
-    let survey = Survey::take(recipe, plan);
+    let survey = Survey::take(recipe, plan, options.continue_finished);
     say(survey.render(recipe, options));
     for (stage, state) in [
         (StageName::Lm, &survey.lm),
@@ -254,6 +279,12 @@ pub fn run(
         prepare::prepare_recipe(recipe, scan, device)?;
     }
 
+    let _run_line = RunLine::start(
+        recipe,
+        plan,
+        selected(StageName::Lm) && survey.lm.needs_training(),
+        selected(StageName::Decoder) && survey.decoder.needs_training(),
+    );
     if selected(StageName::Lm) {
         if let Some(stop) = stopped_before("stage one (lm)") {
             return Err(stop);
@@ -289,7 +320,7 @@ pub fn run(
         if let Some(stop) = stopped_before("the package") {
             return Err(stop);
         }
-        let survey = Survey::take(recipe, plan);
+        let survey = Survey::take(recipe, plan, false);
         let Some((lm, decoder)) = &survey.sources else {
             let waiting: Vec<&str> = [("lm", &survey.lm), ("decoder", &survey.decoder)]
                 .iter()

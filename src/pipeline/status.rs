@@ -75,32 +75,134 @@ fn planned_steps(plan: &Plan, part: &str) -> usize {
         .map_or(0, |s| s.steps)
 }
 
-/// A finished record that matches the recipe and still has its outputs.
-fn finished(
-    stage_dir: &Path,
-    identity: std::collections::BTreeMap<String, String>,
-    label: &str,
-) -> Result<Option<StageRecord>, String> {
-    let Some(record) = StageRecord::read(stage_dir)? else {
-        return Ok(None);
+/// What a stage directory's `done.json` means for the recipe.
+enum Finished {
+    /// No record, or its outputs were removed: the stage runs (or reruns its export).
+    No,
+    /// Finished with these settings.
+    Done(StageRecord),
+    /// Finished with other optimizer, schedule or length settings, and `--continue-finished`
+    /// lets it continue from its last checkpoint: the differences.
+    Continues(Vec<String>),
+}
+
+/// The settings a finished stage may continue with under `--continue-finished`: a stage
+/// section's optimizer, schedule and length (which must not shrink).
+fn continuable(key: &str, then: Option<&String>, now: Option<&String>) -> bool {
+    let setting = ["lm.", "decoder.flow.", "decoder.hift."]
+        .iter()
+        .find_map(|prefix| key.strip_prefix(prefix));
+    let Some(setting) = setting else {
+        return false;
     };
+    let head = setting.split('.').next().unwrap_or_default();
+    match head {
+        "optimizer" | "schedule" => true,
+        "steps" | "epochs" => {
+            let number = |v: Option<&String>| v.and_then(|v| v.parse::<f64>().ok());
+            match (number(then), number(now)) {
+                (Some(then), Some(now)) => now >= then,
+                _ => true,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The `differences` lines between a finished record and the recipe (empty: same settings).
+fn changed_settings(record: &StageRecord, identity: &BTreeMap<String, String>) -> Vec<String> {
     // Records of earlier builds also name the cache's location, which no longer counts.
     let mut saved = record.identity.clone();
     saved.remove("data.cache_dir");
-    let diffs = differences(&saved, &identity, "finished with");
+    differences(&saved, identity, "finished with")
+}
+
+/// Where a stage's finished record leaves it for this recipe; Err: refused, with why.
+fn finished(
+    stage_dir: &Path,
+    identity: BTreeMap<String, String>,
+    label: &str,
+    continue_finished: bool,
+) -> Result<Finished, String> {
+    let Some(record) = StageRecord::read(stage_dir)? else {
+        return Ok(Finished::No);
+    };
+    let diffs = changed_settings(&record, &identity);
     if !diffs.is_empty() {
+        let mut saved = record.identity.clone();
+        saved.remove("data.cache_dir");
+        let all_continuable = saved
+            .keys()
+            .chain(identity.keys())
+            .filter(|k| saved.get(*k) != identity.get(*k))
+            .all(|k| continuable(k, saved.get(k), identity.get(k)));
+        if all_continuable && continue_finished {
+            return Ok(Finished::Continues(diffs));
+        }
+        let hint = if all_continuable {
+            "(only the optimizer, schedule or length changed: `--continue-finished` continues \
+             the stage from its last checkpoint with them; a different recipe needs its own \
+             output_dir; nothing was changed)"
+        } else {
+            "(a different recipe needs its own output_dir; nothing was changed)"
+        };
         return Err(format!(
-            "{label} in {} finished with other model or data settings:\n{}\n\
-             (a different recipe needs its own output_dir; nothing was changed)",
+            "{label} in {} finished with other model or data settings:\n{}\n{hint}",
             stage_dir.display(),
             diffs.join("\n")
         ));
     }
     if !record.missing_outputs(stage_dir).is_empty() {
         // Outputs removed by hand: the stage reruns its export from the final checkpoint.
-        return Ok(None);
+        return Ok(Finished::No);
     }
-    Ok(Some(record))
+    Ok(Finished::Done(record))
+}
+
+/// The continuations a stage's new record carries: the previous record's, plus this run's
+/// changed settings when it continued a stage finished with others (`--continue-finished`).
+pub fn continuations(stage_dir: &Path, identity: &BTreeMap<String, String>) -> Vec<String> {
+    let Ok(Some(previous)) = StageRecord::read(stage_dir) else {
+        return Vec::new();
+    };
+    let mut out = previous.continued.clone();
+    let diffs = changed_settings(&previous, identity);
+    if !diffs.is_empty() {
+        let steps: Vec<String> = previous
+            .curves
+            .iter()
+            .map(|(part, c)| format!("{part} {}", c.steps))
+            .collect();
+        out.push(format!(
+            "continued after {} steps with:\n{}",
+            steps.join(", "),
+            diffs.join("\n")
+        ));
+    }
+    out
+}
+
+/// The training parts a run steps through (`lm`, `decoder`: whether each stage trains), for the whole-run line: (plan part,
+/// planned steps, steps its checkpoints already hold).
+pub fn parts_to_train(
+    recipe: &Recipe,
+    plan: &Plan,
+    lm: bool,
+    decoder: bool,
+) -> Vec<(&'static str, usize, usize)> {
+    let mut parts = Vec::new();
+    let mut add = |part: &'static str, dir: std::path::PathBuf| {
+        let total = planned_steps(plan, part);
+        parts.push((part, total, part_progress(&dir, total).unwrap_or(0)));
+    };
+    if lm {
+        add("lm", lm_dir(recipe));
+    }
+    if decoder {
+        add(run_dir::FLOW, decoder_dir(recipe).join(run_dir::FLOW));
+        add(run_dir::HIFT, decoder_dir(recipe).join(run_dir::HIFT));
+    }
+    parts
 }
 
 fn part_progress(dir: &Path, total: usize) -> Option<usize> {
@@ -109,18 +211,30 @@ fn part_progress(dir: &Path, total: usize) -> Option<usize> {
         .map(|(step, _)| step.min(total))
 }
 
-pub fn lm_state(recipe: &Recipe, plan: &Plan) -> State {
+/// `continue_finished`: `--continue-finished` was given.
+pub fn lm_state(recipe: &Recipe, plan: &Plan, continue_finished: bool) -> State {
     if recipe.freeze.contains(&Stage::Lm) {
         let base = recipe.lm.base_model.as_deref().unwrap_or(Path::new("-"));
         return State::Frozen(format!("the base model {}", base.display()));
     }
     let dir = lm_dir(recipe);
-    match finished(&dir, lm_identity(recipe), "stage one (lm)") {
-        Err(why) => return State::Conflict(why),
-        Ok(Some(record)) => return State::Done(record),
-        Ok(None) => {}
-    }
     let total = planned_steps(plan, "lm");
+    match finished(
+        &dir,
+        lm_identity(recipe),
+        "stage one (lm)",
+        continue_finished,
+    ) {
+        Err(why) => return State::Conflict(why),
+        Ok(Finished::Done(record)) => return State::Done(record),
+        Ok(Finished::Continues(diffs)) => {
+            return State::Resumes(format!(
+                "continues the finished stage to {total} steps with (--continue-finished):\n{}",
+                diffs.join("\n")
+            ))
+        }
+        Ok(Finished::No) => {}
+    }
     match part_progress(&dir, total) {
         Some(step) if step >= total => State::Resumes(format!(
             "all {total} steps trained; exports the adapter and merged model"
@@ -130,16 +244,30 @@ pub fn lm_state(recipe: &Recipe, plan: &Plan) -> State {
     }
 }
 
-pub fn decoder_state(recipe: &Recipe, plan: &Plan) -> State {
+/// `continue_finished`: `--continue-finished` was given.
+pub fn decoder_state(recipe: &Recipe, plan: &Plan, continue_finished: bool) -> State {
     if recipe.freeze.contains(&Stage::Decoder) {
         let init = recipe.decoder.init.as_deref().unwrap_or(Path::new("-"));
         return State::Frozen(format!("the decoder {}", init.display()));
     }
     let dir = decoder_dir(recipe);
-    match finished(&dir, decoder_identity(recipe), "stage two (decoder)") {
+    match finished(
+        &dir,
+        decoder_identity(recipe),
+        "stage two (decoder)",
+        continue_finished,
+    ) {
         Err(why) => return State::Conflict(why),
-        Ok(Some(record)) => return State::Done(record),
-        Ok(None) => {}
+        Ok(Finished::Done(record)) => return State::Done(record),
+        Ok(Finished::Continues(diffs)) => {
+            return State::Resumes(format!(
+                "continues the finished stage (flow {} steps, vocoder {}) with (--continue-finished):\n{}",
+                planned_steps(plan, run_dir::FLOW),
+                planned_steps(plan, run_dir::HIFT),
+                diffs.join("\n")
+            ))
+        }
+        Ok(Finished::No) => {}
     }
     let mut started = false;
     let parts: Vec<String> = [(run_dir::FLOW, "flow"), (run_dir::HIFT, "vocoder")]

@@ -149,15 +149,17 @@ impl TrainingConfig {
                 (v > 0.0).then_some(v)
             }
         };
+        let checkpoint_every = s.or("checkpoint_every", d.checkpoint_every);
         let config = TrainingConfig {
             optimizer,
             schedule,
             length,
             gradient_accumulation: s.or("gradient_accumulation", d.gradient_accumulation),
             clip_grad_norm,
-            checkpoint_every: s.or("checkpoint_every", d.checkpoint_every),
+            checkpoint_every,
             keep_last_n: s.or("keep_last_n", 3),
-            eval_every: s.or("eval_every", d.checkpoint_every),
+            // The held-out loss is measured where checkpoints are written unless set apart.
+            eval_every: s.or("eval_every", checkpoint_every),
             log_every: s.or("log_every", 10),
             max_nonfinite_steps: s.or("max_nonfinite_steps", 5),
         };

@@ -1,9 +1,11 @@
-//! A sweep's summary table: one row per run with its overrides, which stages it trained, and
-//! where each trained curve ended, read back from the run directories (so a resumed sweep
-//! reports runs finished by earlier invocations too). Written as Markdown and CSV.
+//! A sweep's summary table: one row per run with its overrides, which stages it trained, where
+//! each trained curve ended, how long it trained, and its package's ARP-Eval scores once
+//! scored, read back from the run directories (so a resumed sweep reports runs finished by
+//! earlier invocations too). Written as Markdown and CSV.
 
 use std::path::Path;
 
+use crate::eval::scores::METRICS;
 use crate::package;
 use crate::report::{CurveSummary, StageRecord};
 
@@ -16,9 +18,21 @@ pub struct Row {
     /// (train, held-out) of lm, flow, vocoder.
     pub curves: [(Option<f64>, Option<f64>); 3],
     pub lm_steps: Option<usize>,
+    /// Seconds the run's parts trained, summed over its finished stages.
+    pub train_seconds: Option<f64>,
+    /// The package's ARP-Eval means, in [`METRICS`] order (None: not scored).
+    pub scores: Vec<Option<f64>>,
 }
 
-pub const HEADER: [&str; 11] = [
+/// The columns: the run, its curves, its training time, then one per ARP-Eval metric.
+pub fn header() -> Vec<String> {
+    let mut header: Vec<String> = CURVE_HEADER.iter().map(|h| h.to_string()).collect();
+    header.push("train time".into());
+    header.extend(METRICS.iter().map(|(_, label, _)| label.to_string()));
+    header
+}
+
+const CURVE_HEADER: [&str; 11] = [
     "run",
     "overrides",
     "status",
@@ -47,6 +61,27 @@ pub fn read_row(name: &str, overrides: &[String], status: &str, run_dir: &Path) 
     let decoder = StageRecord::read(&crate::run_dir::decoder_dir(run_dir))
         .ok()
         .flatten();
+    let records = [&lm, &decoder];
+    let finished: Vec<&StageRecord> = records.iter().filter_map(|r| r.as_ref()).collect();
+    let train_seconds = (!finished.is_empty()).then(|| {
+        finished
+            .iter()
+            .map(|r| match r.train_seconds.is_empty() {
+                // Records of earlier builds: the finishing invocation's time.
+                true => r.wall_seconds,
+                false => r.train_seconds.values().sum(),
+            })
+            .sum()
+    });
+    let scores = METRICS
+        .iter()
+        .map(|(key, _, _)| {
+            manifest
+                .as_ref()
+                .and_then(|m| m.scores.as_ref())
+                .and_then(|s| s["candidates"][*key]["mean"].as_f64())
+        })
+        .collect();
     let (lm_curves, decoder_curves, trained) = match &manifest {
         Some(m) => (
             m.lm.curves.clone(),
@@ -57,8 +92,11 @@ pub fn read_row(name: &str, overrides: &[String], status: &str, run_dir: &Path) 
             },
         ),
         None => (
-            lm.map(|r| r.curves).unwrap_or_default(),
-            decoder.map(|r| r.curves).unwrap_or_default(),
+            lm.as_ref().map(|r| r.curves.clone()).unwrap_or_default(),
+            decoder
+                .as_ref()
+                .map(|r| r.curves.clone())
+                .unwrap_or_default(),
             "-".to_string(),
         ),
     };
@@ -77,11 +115,13 @@ pub fn read_row(name: &str, overrides: &[String], status: &str, run_dir: &Path) 
             ends(decoder_curves.get("flow")),
             ends(decoder_curves.get("vocoder")),
         ],
+        train_seconds,
+        scores,
     }
 }
 
 fn cells(row: &Row) -> Vec<String> {
-    let number = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.4}"));
+    let number = |v: Option<f64>| v.map_or("-".to_string(), crate::progress::sig4);
     let mut out = vec![
         row.run.clone(),
         row.overrides.clone(),
@@ -93,13 +133,19 @@ fn cells(row: &Row) -> Vec<String> {
         out.push(number(train));
         out.push(number(eval));
     }
+    out.push(
+        row.train_seconds
+            .map_or("-".into(), crate::progress::duration),
+    );
+    out.extend(row.scores.iter().map(|v| number(*v)));
     out
 }
 
 pub fn markdown(title: &str, rows: &[Row]) -> String {
     let mut s = format!("# {title}\n\n");
-    s.push_str(&format!("| {} |\n", HEADER.join(" | ")));
-    s.push_str(&format!("|{}\n", "---|".repeat(HEADER.len())));
+    let header = header();
+    s.push_str(&format!("| {} |\n", header.join(" | ")));
+    s.push_str(&format!("|{}\n", "---|".repeat(header.len())));
     for row in rows {
         let escaped: Vec<String> = cells(row)
             .into_iter()
@@ -108,9 +154,11 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
         s.push_str(&format!("| {} |\n", escaped.join(" | ")));
     }
     s.push_str(
-        "\nLosses: mean of the last five training steps, and the last held-out evaluation. \
-         `-`: the stage was not trained in that run (frozen) or has not finished.\n\
-         ARP-Eval: `arp-train eval --model <run>/arp-model` scores a run's package (AP, AQ).\n",
+        "\nLosses: train loss (final: mean of the last 5 steps), and the last held-out evaluation. \
+         `-`: the stage was not trained in that run (frozen) or has not finished. Train time: \
+         the finished stages' training, over every invocation.\n\
+         ARP-Eval (AP, AQ): the means of each run's package scores; `arp-train sweep --eval` scores \
+         every package, `arp-train eval --model <run>/arp-model` one.\n",
     );
     s
 }
@@ -124,7 +172,11 @@ fn csv_field(text: &str) -> String {
 }
 
 pub fn csv(rows: &[Row]) -> String {
-    let mut s = HEADER.join(",");
+    let mut s = header()
+        .iter()
+        .map(|h| csv_field(h))
+        .collect::<Vec<_>>()
+        .join(",");
     s.push('\n');
     for row in rows {
         let line: Vec<String> = cells(row)
@@ -156,13 +208,15 @@ mod tests {
             trained: "decoder".into(),
             curves: [(None, None), (Some(1.5), Some(2.0)), (Some(0.25), None)],
             lm_steps: None,
+            train_seconds: Some(185.0),
+            scores: vec![Some(0.81234), None, None, None, None, None],
         };
         let md = markdown("sweep", &[row.clone()]);
-        assert!(md.contains("| freeze-lm | freeze=[lm] description=\"a, b\" | done | decoder | - | - | - | 1.5000 | 2.0000 | 0.2500 | - |"), "{md}");
+        assert!(md.contains("| freeze-lm | freeze=[lm] description=\"a, b\" | done | decoder | - | - | - | 1.500 | 2.000 | 0.2500 | - | 3m05s | 0.8123 | - | - | - | - | - |"), "{md}");
         let csv = csv(&[row]);
         assert_eq!(
             csv.lines().nth(1).unwrap(),
-            "freeze-lm,\"freeze=[lm] description=\"\"a, b\"\"\",done,decoder,,,,1.5000,2.0000,0.2500,"
+            "freeze-lm,\"freeze=[lm] description=\"\"a, b\"\"\",done,decoder,,,,1.500,2.000,0.2500,,3m05s,0.8123,,,,,"
         );
     }
 }

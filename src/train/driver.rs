@@ -16,7 +16,9 @@ use super::metrics::MetricsLog;
 use super::resume::{check_resumable, ResumeSection};
 use super::schedule::learning_rate;
 use super::step::StepOutcome;
+use super::tensorboard::{scalars_of, EventWriter};
 use crate::faults::PartFaults;
+use crate::progress::sig4;
 use crate::recipe::training::TrainingConfig;
 use crate::recipe::Recipe;
 use crate::report::PartReport;
@@ -44,12 +46,17 @@ pub struct TrainerState {
     pub consecutive_bad: usize,
     pub losses: Vec<f64>,
     pub eval_losses: Vec<(usize, f64)>,
+    /// Seconds spent training up to this checkpoint, over every invocation that got here.
+    #[serde(default)]
+    pub train_seconds: f64,
 }
 
 /// How a part is named to the user.
 pub struct Names {
     /// Progress bar and log lines: "decoder flow".
     pub label: &'static str,
+    /// The part in the plan and on the whole-run line: "lm", "flow", "hift".
+    pub part: &'static str,
     /// In "resuming {resuming}": "the decoder flow".
     pub resuming: &'static str,
     /// In "N consecutive {steps} had a non-finite loss": "decoder flow steps".
@@ -192,14 +199,24 @@ pub fn train<P: Part>(
         from,
         mut state,
     } = start;
-    if state.step >= total {
-        write_plot(dir, names, &state)?;
+    if state.step > total {
+        return Err(format!(
+            "{}: the checkpoint is at step {}, past the recipe's {total} steps; raise {}.steps \
+             (or epochs) to at least that, or start a new output_dir",
+            names.title, state.step, names.recipe_key
+        ));
+    }
+    if state.step == total {
+        write_plots(dir, recipe, names, &state)?;
         return Ok((part, report(&state, started, true)));
     }
     if let Some(from) = &from {
         tracing::info!(step = state.step, from = %from.display(), "resuming {}", names.resuming);
     }
-    let save = |state: &TrainerState, part: &P, abort: bool| {
+    let (earlier_seconds, invocation) = (state.train_seconds, Instant::now());
+    let save = |state: &mut TrainerState, part: &P, abort: bool| {
+        state.train_seconds = earlier_seconds + invocation.elapsed().as_secs_f64();
+        let state = &*state;
         checkpoints
             .save(state.step, |dir| {
                 part.save_weights(dir)?;
@@ -213,19 +230,21 @@ pub fn train<P: Part>(
             })
             .map(|_| ())
     };
-    let metrics = dir.join(run_dir::METRICS);
-    let log_error = |e: std::io::Error| format!("cannot write {}: {e}", metrics.display());
-    let mut log = MetricsLog::open(&metrics, Some(state.step)).map_err(|e| e.to_string())?;
+    let mut log = Logs::open(dir, state.step)?;
     // The starting point of the held-out curve.
     if state.step == 0 {
         if let Some(loss) = part.evaluate() {
             state.eval_losses.push((0, loss));
-            log.write(&serde_json::json!({ "step": 0, "eval_loss": loss }))
-                .map_err(log_error)?;
+            log.write(0, serde_json::json!({ "step": 0, "eval_loss": loss }))?;
+            tracing::info!(step = 0, held_out = %sig4(loss), "{}", names.label);
         }
     }
+    write_plots(dir, recipe, names, &state)?;
     let bar = crate::progress::bar(total as u64, names.label);
     bar.set_position(state.step as u64);
+    crate::progress::part_progress(names.part, state.step, None);
+    // This process's pace (evaluations and checkpoints included), for the whole-run ETA.
+    let (pace_start, pace_first_step) = (Instant::now(), state.step);
     'epochs: while state.step < total {
         let epoch = state.epoch;
         let batches = part.batches(epoch);
@@ -270,7 +289,7 @@ pub fn train<P: Part>(
                     bar.finish_and_clear();
                     let bad = std::mem::take(&mut state.consecutive_bad);
                     // The skipped steps left the weights untouched: save them, past the bad batches.
-                    save(&state, &part, false)?;
+                    save(&mut state, &part, false)?;
                     return Err(format!(
                         "{bad} consecutive {} had a non-finite loss or gradient norm (last at step {}); \
                          stopping with a checkpoint of the last good weights. Lower {key}.optimizer.lr, \
@@ -281,6 +300,7 @@ pub fn train<P: Part>(
                     ));
                 }
                 bar.inc(1);
+                crate::progress::part_progress(names.part, state.step, None);
                 continue;
             }
             state.consecutive_bad = 0;
@@ -294,7 +314,7 @@ pub fn train<P: Part>(
                 state.eval_losses.push((step, held_out));
             }
             let seconds = step_start.elapsed().as_secs_f64();
-            log.write(&StepRecord {
+            let record = StepRecord {
                 step,
                 epoch,
                 loss,
@@ -308,16 +328,44 @@ pub fn train<P: Part>(
                 skipped_steps: state.skipped_steps,
                 extra: &measured.extra,
                 eval_loss,
-            })
-            .map_err(log_error)?;
+            };
+            log.write(
+                step,
+                serde_json::to_value(&record).expect("records serialize"),
+            )?;
             let stopping = crate::stop::requested().is_some();
-            if step % train.checkpoint_every == 0 || step == total || stopping {
-                save(&state, &part, faults.abort_in_checkpoint.contains(&step))?;
+            let checkpoint = step % train.checkpoint_every == 0 || step == total || stopping;
+            if checkpoint {
+                save(
+                    &mut state,
+                    &part,
+                    faults.abort_in_checkpoint.contains(&step),
+                )?;
             }
-            bar.set_message(format!("{} {loss:.4}", names.loss));
+            if checkpoint || eval_loss.is_some() {
+                write_plots(dir, recipe, names, &state)?;
+            }
+            let held_out = state.eval_losses.last().map(|(_, l)| *l);
+            bar.set_message(match held_out {
+                Some(h) => format!("{} {} · held-out {}", names.loss, sig4(loss), sig4(h)),
+                None => format!("{} {}", names.loss, sig4(loss)),
+            });
             bar.inc(1);
+            let pace = pace_start.elapsed().as_secs_f64() / (step - pace_first_step) as f64;
+            let run_eta = crate::progress::part_progress(names.part, step, Some(pace));
             if step % train.log_every == 0 {
-                tracing::info!(step, loss, lr = input.lr, grad_norm, "{}", names.label);
+                tracing::info!(
+                    step,
+                    loss = %sig4(loss),
+                    lr = %sig4(input.lr),
+                    grad_norm = %sig4(grad_norm),
+                    run_eta = %run_eta.as_deref().unwrap_or("-"),
+                    "{}",
+                    names.label
+                );
+            }
+            if let Some(held_out) = eval_loss {
+                tracing::info!(step, held_out = %sig4(held_out), "{}", names.label);
             }
             if stopping {
                 bar.finish_and_clear();
@@ -336,7 +384,8 @@ pub fn train<P: Part>(
         }
     }
     bar.finish_and_clear();
-    write_plot(dir, names, &state)?;
+    state.train_seconds = earlier_seconds + invocation.elapsed().as_secs_f64();
+    write_plots(dir, recipe, names, &state)?;
     Ok((part, report(&state, started, false)))
 }
 
@@ -347,12 +396,51 @@ fn report(state: &TrainerState, started: Instant, already_done: bool) -> PartRep
         eval_losses: state.eval_losses.clone(),
         skipped_steps: state.skipped_steps,
         wall_seconds: started.elapsed().as_secs_f64(),
+        train_seconds: state.train_seconds,
         already_done,
     }
 }
 
-/// The part's `loss.svg`: the training loss per applied step and the held-out points.
-fn write_plot(dir: &Path, names: &Names, state: &TrainerState) -> Result<(), String> {
+/// A part's two logs of every step: `metrics.jsonl` and the TensorBoard event file, cut back
+/// together to the step a run resumes from.
+struct Logs {
+    metrics: MetricsLog,
+    events: EventWriter,
+}
+
+impl Logs {
+    fn open(dir: &Path, resume_step: usize) -> Result<Logs, String> {
+        let metrics = dir.join(run_dir::METRICS);
+        let metrics = MetricsLog::open(&metrics, Some(resume_step))
+            .map_err(|e| format!("cannot open {}: {e}", metrics.display()))?;
+        let events = EventWriter::open(dir, Some(resume_step)).map_err(|e| {
+            format!(
+                "cannot open {}: {e}",
+                dir.join(super::tensorboard::FILE).display()
+            )
+        })?;
+        Ok(Logs { metrics, events })
+    }
+
+    /// One step's record (a JSON object with `step`) into both logs.
+    fn write(&mut self, step: usize, record: serde_json::Value) -> Result<(), String> {
+        self.metrics
+            .write(&record)
+            .map_err(|e| format!("cannot write {}: {e}", self.metrics.path().display()))?;
+        self.events
+            .write(step, scalars_of(&record))
+            .map_err(|e| format!("cannot write {}: {e}", self.events.path().display()))
+    }
+}
+
+/// The part's `loss.svg` (the training loss per applied step and the held-out points) and the
+/// run's index of plots.
+fn write_plots(
+    dir: &Path,
+    recipe: &Recipe,
+    names: &Names,
+    state: &TrainerState,
+) -> Result<(), String> {
     let curve: Vec<(usize, f64)> = state
         .losses
         .iter()
@@ -360,6 +448,15 @@ fn write_plot(dir: &Path, names: &Names, state: &TrainerState) -> Result<(), Str
         .map(|(i, l)| (i + 1, *l))
         .collect();
     let plot = dir.join(run_dir::LOSS_PLOT);
-    super::plot::write_loss_svg(&plot, names.plot_title, &curve, &state.eval_losses)
-        .map_err(|e| format!("cannot write {}: {e}", plot.display()))
+    super::plot::write_loss_svg(
+        &plot,
+        names.plot_title,
+        names.loss,
+        &curve,
+        &state.eval_losses,
+    )
+    .map_err(|e| format!("cannot write {}: {e}", plot.display()))?;
+    let index = recipe.output_dir.join(run_dir::PLOT_INDEX);
+    super::plot::write_index(&recipe.output_dir)
+        .map_err(|e| format!("cannot write {}: {e}", index.display()))
 }

@@ -36,6 +36,7 @@ use crate::rng::{Rng, EVAL_STREAM, FLOW_STREAM};
 
 const NAMES: Names = Names {
     label: "decoder flow",
+    part: "flow",
     resuming: "the decoder flow",
     steps: "decoder flow steps",
     title: "stage two (flow)",

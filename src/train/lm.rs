@@ -36,6 +36,7 @@ use crate::run_dir;
 
 const NAMES: Names = Names {
     label: "stage one",
+    part: "lm",
     resuming: "stage one",
     steps: "steps",
     title: "stage one (lm)",

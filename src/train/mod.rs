@@ -19,6 +19,7 @@ pub mod resume;
 pub mod schedule;
 pub mod stage_two;
 pub mod step;
+pub mod tensorboard;
 pub mod vocoder;
 
 /// The optimizer every stage uses, from a recipe's `optimizer` section. `adam` is AdamW with the

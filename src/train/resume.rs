@@ -1,5 +1,6 @@
 //! Whether a checkpoint may be resumed with the current recipe: model and data settings of the
-//! stage must match (listed when they do not); cadence, optimizer and schedule may change.
+//! stage must match (listed when they do not); cadence, optimizer, schedule and length (steps,
+//! epochs) may change.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -16,8 +17,9 @@ pub enum ResumeSection {
     Hift,
 }
 
-/// Keys that may differ between a checkpoint and its resumption.
-const FREE_KEYS: [&str; 7] = [
+/// Keys that may differ between a checkpoint and its resumption. A run given more steps
+/// continues to them; [`super::driver::train`] refuses a checkpoint past the new total.
+const FREE_KEYS: [&str; 9] = [
     "checkpoint_every",
     "keep_last_n",
     "eval_every",
@@ -25,6 +27,8 @@ const FREE_KEYS: [&str; 7] = [
     "max_nonfinite_steps",
     "optimizer",
     "schedule",
+    "steps",
+    "epochs",
 ];
 
 /// Keys that never change what a finished stage produced (how often it logged or saved).
@@ -167,22 +171,14 @@ pub fn check_resumable(
             diffs.join("\n")
         ));
     }
-    let changed = match section {
-        ResumeSection::Lm => {
-            saved.lm.train.optimizer != current.lm.train.optimizer
-                || saved.lm.train.schedule != current.lm.train.schedule
-        }
-        ResumeSection::Flow => {
-            saved.decoder.flow.train.optimizer != current.decoder.flow.train.optimizer
-                || saved.decoder.flow.train.schedule != current.decoder.flow.train.schedule
-        }
-        ResumeSection::Hift => {
-            saved.decoder.hift.train.optimizer != current.decoder.hift.train.optimizer
-                || saved.decoder.hift.train.schedule != current.decoder.hift.train.schedule
-        }
+    let (then, now) = match section {
+        ResumeSection::Lm => (&saved.lm.train, &current.lm.train),
+        ResumeSection::Flow => (&saved.decoder.flow.train, &current.decoder.flow.train),
+        ResumeSection::Hift => (&saved.decoder.hift.train, &current.decoder.hift.train),
     };
-    if changed {
-        tracing::warn!("resuming with changed optimizer or schedule settings; the loss curve will not match an uninterrupted run");
+    if then.optimizer != now.optimizer || then.schedule != now.schedule || then.length != now.length
+    {
+        tracing::warn!("resuming with changed optimizer, schedule or length settings; the loss curve will not match an uninterrupted run");
     }
     Ok(())
 }

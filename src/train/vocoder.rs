@@ -32,6 +32,7 @@ use crate::rng::{Rng, VOCODER_EVAL_STREAM, VOCODER_SHUFFLE_STREAM, VOCODER_STREA
 
 const NAMES: Names = Names {
     label: "decoder vocoder",
+    part: "hift",
     resuming: "the decoder vocoder",
     steps: "decoder vocoder steps",
     title: "stage two (vocoder)",
