@@ -68,6 +68,12 @@ pub fn sig4(value: f64) -> String {
     format!("{value:.decimals$}")
 }
 
+/// `value` rounded to four significant digits, as a number: log fields stay numbers in
+/// `--log-format json` and print short in text.
+pub fn round4(value: f64) -> f64 {
+    sig4(value).parse().unwrap_or(value)
+}
+
 /// `1h02m`, `3m05s`, `42s`.
 pub fn duration(seconds: f64) -> String {
     let s = seconds.max(0.0).round() as u64;
@@ -205,6 +211,8 @@ mod tests {
         assert_eq!(sig4(1.5e-7), "1.500e-7");
         assert_eq!(sig4(0.0), "0");
         assert_eq!(sig4(f64::NAN), "NaN");
+        assert_eq!(round4(8.169337272644043), 8.169);
+        assert_eq!(round4(1.7723e-6), 1.772e-6);
     }
 
     #[test]

@@ -18,7 +18,7 @@ use super::schedule::learning_rate;
 use super::step::StepOutcome;
 use super::tensorboard::{scalars_of, EventWriter};
 use crate::faults::PartFaults;
-use crate::progress::sig4;
+use crate::progress::{round4, sig4};
 use crate::recipe::training::TrainingConfig;
 use crate::recipe::Recipe;
 use crate::report::PartReport;
@@ -236,7 +236,7 @@ pub fn train<P: Part>(
         if let Some(loss) = part.evaluate() {
             state.eval_losses.push((0, loss));
             log.write(0, serde_json::json!({ "step": 0, "eval_loss": loss }))?;
-            tracing::info!(step = 0, held_out = %sig4(loss), "{}", names.label);
+            tracing::info!(step = 0, held_out = round4(loss), "{}", names.label);
         }
     }
     write_plots(dir, recipe, names, &state)?;
@@ -356,16 +356,16 @@ pub fn train<P: Part>(
             if step % train.log_every == 0 {
                 tracing::info!(
                     step,
-                    loss = %sig4(loss),
-                    lr = %sig4(input.lr),
-                    grad_norm = %sig4(grad_norm),
+                    loss = round4(loss),
+                    lr = round4(input.lr),
+                    grad_norm = round4(grad_norm),
                     run_eta = %run_eta.as_deref().unwrap_or("-"),
                     "{}",
                     names.label
                 );
             }
             if let Some(held_out) = eval_loss {
-                tracing::info!(step, held_out = %sig4(held_out), "{}", names.label);
+                tracing::info!(step, held_out = round4(held_out), "{}", names.label);
             }
             if stopping {
                 bar.finish_and_clear();
