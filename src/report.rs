@@ -54,7 +54,7 @@ pub struct DecoderReport {
 }
 
 /// What "final loss" means wherever arp-train reports one.
-pub const FINAL_LOSS: &str = "final: mean of the last 5 steps";
+pub const FINAL_LOSS: &str = "mean of the last 5 steps";
 
 /// The end of one training curve.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -98,7 +98,7 @@ impl CurveSummary {
             _ => String::new(),
         };
         format!(
-            "train {} -> {} ({FINAL_LOSS}){held_out}",
+            "train {} -> {} (final: {FINAL_LOSS}){held_out}",
             number(self.first_loss),
             number(self.final_loss)
         )

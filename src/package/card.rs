@@ -122,7 +122,7 @@ pub fn render(m: &Manifest, recipe: &Recipe) -> String {
     let _ = writeln!(
         s,
         "\nFinal train loss: {}. Loss curves are in `plots/`.\n",
-        crate::report::FINAL_LOSS.trim_start_matches("final: ")
+        crate::report::FINAL_LOSS
     );
     let _ = writeln!(s, "## ARP-Eval scores\n");
     match &m.scores {

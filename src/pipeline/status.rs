@@ -109,12 +109,20 @@ fn continuable(key: &str, then: Option<&String>, now: Option<&String>) -> bool {
     }
 }
 
-/// The `differences` lines between a finished record and the recipe (empty: same settings).
-fn changed_settings(record: &StageRecord, identity: &BTreeMap<String, String>) -> Vec<String> {
+/// The settings a finished record holds, as they count now.
+fn saved_identity(record: &StageRecord) -> BTreeMap<String, String> {
     // Records of earlier builds also name the cache's location, which no longer counts.
     let mut saved = record.identity.clone();
     saved.remove("data.cache_dir");
-    differences(&saved, identity, "finished with")
+    saved
+}
+
+/// The `differences` lines between a finished record and the recipe (empty: same settings).
+fn changed_settings(
+    saved: &BTreeMap<String, String>,
+    identity: &BTreeMap<String, String>,
+) -> Vec<String> {
+    differences(saved, identity, "finished with")
 }
 
 /// Where a stage's finished record leaves it for this recipe; Err: refused, with why.
@@ -127,10 +135,9 @@ fn finished(
     let Some(record) = StageRecord::read(stage_dir)? else {
         return Ok(Finished::No);
     };
-    let diffs = changed_settings(&record, &identity);
+    let saved = saved_identity(&record);
+    let diffs = changed_settings(&saved, &identity);
     if !diffs.is_empty() {
-        let mut saved = record.identity.clone();
-        saved.remove("data.cache_dir");
         let all_continuable = saved
             .keys()
             .chain(identity.keys())
@@ -166,7 +173,7 @@ pub fn continuations(stage_dir: &Path, identity: &BTreeMap<String, String>) -> V
         return Vec::new();
     };
     let mut out = previous.continued.clone();
-    let diffs = changed_settings(&previous, identity);
+    let diffs = changed_settings(&saved_identity(&previous), identity);
     if !diffs.is_empty() {
         let steps: Vec<String> = previous
             .curves

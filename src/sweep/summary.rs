@@ -7,7 +7,7 @@ use std::path::Path;
 
 use crate::eval::scores::METRICS;
 use crate::package;
-use crate::report::{CurveSummary, StageRecord};
+use crate::report::{CurveSummary, StageRecord, FINAL_LOSS};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
@@ -153,13 +153,13 @@ pub fn markdown(title: &str, rows: &[Row]) -> String {
             .collect();
         s.push_str(&format!("| {} |\n", escaped.join(" | ")));
     }
-    s.push_str(
-        "\nLosses: train loss (final: mean of the last 5 steps), and the last held-out evaluation. \
+    s.push_str(&format!(
+        "\nLosses: train loss (final: {FINAL_LOSS}), and the last held-out evaluation. \
          `-`: the stage was not trained in that run (frozen) or has not finished. Train time: \
          the finished stages' training, over every invocation.\n\
          ARP-Eval (AP, AQ): the means of each run's package scores; `arp-train sweep --eval` scores \
          every package, `arp-train eval --model <run>/arp-model` one.\n",
-    );
+    ));
     s
 }
 
