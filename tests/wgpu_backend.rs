@@ -13,7 +13,8 @@
 //!   an f16 run killed while writing a checkpoint resumes to the same adapter bit for bit; no
 //!   autotune line at the default level;
 //!   the flow's steps track the CPU run's. The vocoder's comparison is opt-in
-//!   (`ARP_WGPU_TRAINING=1`): compiling its kernels on lavapipe takes longer than CI's budget.
+//!   (`ARP_WGPU_TRAINING=1`): compiling its kernels on lavapipe takes about an hour (measured:
+//!   losses within 9.2e-8 of the CPU's).
 
 use std::path::Path;
 
@@ -407,9 +408,9 @@ fn flow_on_wgpu_tracks_the_cpu() {
 }
 
 /// The vocoder's two GAN steps on wgpu track the CPU's. Not in CI: on lavapipe the first GAN
-/// step compiles every kernel of HiFT and of the eight discriminators, forward and backward
-/// (measured: 90 problem shapes autotuned and no step finished in 20 minutes, more than half
-/// of the CPU time in Mesa's LLVM shader compiler). `ARP_WGPU_TRAINING=1 cargo test
+/// step compiles every kernel of HiFT and of the eight discriminators, forward and backward.
+/// Measured (2026-12-03): 246 problem shapes autotuned, the two steps took 3258 s,
+/// and the losses matched within 9.2e-8 relative. `ARP_WGPU_TRAINING=1 cargo test
 /// wgpu_backend::vocoder` runs it.
 #[test]
 fn vocoder_on_wgpu_tracks_the_cpu() {
