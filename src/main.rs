@@ -88,6 +88,12 @@ enum Command {
     /// Time training steps of both stages on random weights of the recipe's model shapes:
     /// tokens/s, MFU and peak memory for stage one, mel frames/s for the flow and vocoder.
     Bench(commands::bench::BenchArgs),
+    /// Build a manifest from episodes and their subtitles: each line assigned to an enrolled
+    /// character by voice (or to `other`), with its scene as context; and a report.
+    BuildData(commands::build_data::BuildDataArgs),
+    /// Write a manifest from data in another project's format: GLM-4-Voice SFT JSONL, an
+    /// LJSpeech metadata.csv, or per-speaker folders of clips with .txt/.lab transcripts.
+    Import(commands::import::ImportArgs),
     /// Compute speech tokens and decoder mels into the recipe's dataset cache (incremental,
     /// safe to interrupt: a rerun finishes the job).
     Prepare {
@@ -136,7 +142,9 @@ fn main() -> ExitCode {
     init_logging(cli.log_format, &cli.log_level);
     let long_running = matches!(
         cli.command,
-        None | Some(Command::Prepare { .. }) | Some(Command::Sweep(_))
+        None | Some(Command::Prepare { .. })
+            | Some(Command::Sweep(_))
+            | Some(Command::BuildData(_))
     );
     if long_running {
         arp_train::stop::install();
@@ -159,6 +167,10 @@ fn main() -> ExitCode {
         Some(Command::Sweep(args)) => commands::sweep::sweep_command(args, cli.device),
         Some(Command::Eval(args)) => commands::eval::eval_command(args, cli.device),
         Some(Command::Bench(args)) => commands::bench::bench_command(args, cli.device),
+        Some(Command::Import(args)) => commands::import::import_command(args),
+        Some(Command::BuildData(args)) => {
+            commands::build_data::build_data_command(args, cli.device)
+        }
         None => match cli.recipe {
             Some(recipe) => commands::run::run(RunArgs {
                 recipe,

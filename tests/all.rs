@@ -2,8 +2,10 @@
 
 mod common;
 
+mod audio_formats;
 mod audio_frontend;
 mod bench;
+mod build_data;
 mod cli;
 mod data_scan;
 mod decoder;
@@ -15,6 +17,7 @@ mod glm4_precision;
 mod glm4_recompute;
 mod glm4_tokenizer;
 mod hardening;
+mod import;
 mod layout;
 mod pipeline;
 mod prepare;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use arp_train::audio::mel::{Mel, MelExtractor};
-use arp_train::audio::{resample, wav, DECODER_RATE, TOKENIZER_RATE};
+use arp_train::audio::{error::AudioError, read, resample, DECODER_RATE, TOKENIZER_RATE};
 use safetensors::SafeTensors;
 
 use crate::common::repo;
@@ -70,7 +70,7 @@ fn input(reference: &Reference, wave_key: &str, name: &str, rate: u32) -> Vec<f3
     match reference.get(&format!("{wave_key}/{name}")) {
         Some((_, samples)) => samples.clone(),
         None => {
-            let audio = wav::read_mono(&clip_path(name), None).unwrap();
+            let audio = read::read_mono(&clip_path(name), None).unwrap();
             assert_eq!(
                 audio.rate, rate,
                 "{name} is fed to the mel straight from the file"
@@ -154,7 +154,7 @@ fn every_corpus_clip_is_covered_by_a_mel_fixture() {
 fn stereo_24bit_44k1_decodes_like_numpy() {
     let reference = Reference::load();
     let (_, expected) = reference.get("decoded/stereo-44k1-24bit").unwrap();
-    let audio = wav::read_mono(&clip_path("stereo-44k1-24bit"), None).unwrap();
+    let audio = read::read_mono(&clip_path("stereo-44k1-24bit"), None).unwrap();
     assert_eq!(audio.rate, 44_100);
     assert_eq!(audio.samples.len(), expected.len());
     let err = audio
@@ -210,7 +210,7 @@ fn all_sample_formats_decode_to_the_same_mono_signal() {
             }
         }
         writer.finalize().unwrap();
-        let audio = wav::read_mono(&path, None).unwrap();
+        let audio = read::read_mono(&path, None).unwrap();
         assert_eq!(audio.samples.len(), n);
         let err = audio
             .samples
@@ -225,12 +225,12 @@ fn all_sample_formats_decode_to_the_same_mono_signal() {
 #[test]
 fn segments_decode_the_named_span() {
     let path = repo().join("data/tiny-lab/scene-04.wav");
-    let whole = wav::read_mono(&path, None).unwrap();
-    let part = wav::read_mono(&path, Some((0.5, Some(1.0)))).unwrap();
+    let whole = read::read_mono(&path, None).unwrap();
+    let part = read::read_mono(&path, Some((0.5, Some(1.0)))).unwrap();
     assert_eq!(part.samples.len(), 8000);
     assert_eq!(part.samples[..], whole.samples[8000..16000]);
-    let err = wav::read_mono(&path, Some((1.0, Some(999.0)))).unwrap_err();
-    assert!(matches!(err, wav::WavError::BadSegment { .. }), "{err}");
+    let err = read::read_mono(&path, Some((1.0, Some(999.0)))).unwrap_err();
+    assert!(matches!(err, AudioError::BadSegment { .. }), "{err}");
 }
 
 /// Resampling is checked on its own (rubato against the exact signal), since resamplers differ
@@ -299,7 +299,7 @@ fn end_to_end_through_rubato_stays_close_to_numpy() {
     ] {
         let mut diffs = Vec::new();
         for name in reference.names(wave_key) {
-            let audio = wav::read_mono(&clip_path(&name), None)
+            let audio = read::read_mono(&clip_path(&name), None)
                 .unwrap()
                 .at_rate(rate);
             let mel = if kind == "whisper" {

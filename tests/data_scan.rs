@@ -263,3 +263,75 @@ fn the_bundled_corpus_is_clean() {
         "one scene uses start/end"
     );
 }
+
+/// `Ada` and `ada` are one speaker, with a note naming both places; the character `ada` gets the
+/// lines of both spellings; `prepare` prints the per-reason counts and the report's path at the
+/// default log level.
+#[test]
+fn speaker_names_match_without_case_and_prepare_counts_rejections() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let corpus = repo().join("data/tiny-lab/wavs");
+    let line = |id: &str, speaker: &str, clip: &str| {
+        format!(
+            r#"{{"id": "{id}", "audio": "{}", "text": "I never guess. I compute.", "speaker": "{speaker}", "context": [{{"speaker": "BRAM", "text": "Hello."}}]}}"#,
+            corpus.join(clip).display()
+        )
+    };
+    let manifest = d.join("m.jsonl");
+    let lines = [
+        line("a1", "Ada", "tinylab-solo-ada-01.wav"),
+        line("a2", "ada", "tinylab-solo-ada-02.wav"),
+        line("a3", "ADA", "tinylab-solo-ada-03.wav"),
+        line("b1", "bram", "tinylab-solo-bram-04.wav"),
+        line("gone", "ada", "missing.wav"),
+    ];
+    std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
+    let result = scan(&[manifest.clone()], &filters()).unwrap();
+    let speakers = result.per_speaker();
+    assert_eq!(speakers.keys().collect::<Vec<_>>(), ["Ada", "BRAM"]);
+    assert_eq!((speakers["Ada"].kept, speakers["Ada"].rejected), (3, 1));
+
+    let recipe = tiny_recipe(
+        d,
+        "r.yaml",
+        &format!("data:\n  manifests: [{}]\n", manifest.display()),
+    );
+    let output = d.join("out");
+    let out = arp_train(
+        d,
+        &[
+            "prepare",
+            "--recipe",
+            &recipe.display().to_string(),
+            "--set",
+            &format!("output_dir={}", output.display()),
+            "--set",
+            &format!("data.cache_dir={}", d.join("cache").display()),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let m = manifest.display();
+    for expected in [
+        format!("speaker `ada` ({m}:2) is taken as `Ada` (first at {m}:1)"),
+        "speaker `ADA`".to_string(),
+        "speaker `bram`".to_string(),
+        "data checked: 4 kept, 1 rejected (missing_file 1); every rejection with its reason:"
+            .into(),
+        output
+            .join("reports/data-rejections.jsonl")
+            .display()
+            .to_string(),
+    ] {
+        assert!(
+            stderr.contains(&expected),
+            "{expected:?} missing:\n{stderr}"
+        );
+    }
+    assert_eq!(
+        stderr.matches("is taken as").count(),
+        3,
+        "one note per spelling:\n{stderr}"
+    );
+}

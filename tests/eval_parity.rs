@@ -7,7 +7,7 @@
 
 use std::collections::BTreeMap;
 
-use arp_train::audio::wav;
+use arp_train::audio::read;
 use arp_train::eval::quality;
 use arp_train::eval::speaker::{cosine, SpeakerEncoder};
 use burn::backend::NdArray;
@@ -47,7 +47,7 @@ pub fn speaker_parity_on<B: Backend>(device: &B::Device) -> f64 {
     let mut worst = 1.0f64;
     for clip in rows(&r, "clips") {
         let path = repo().join(clip["path"].as_str().unwrap());
-        let audio = wav::read_mono(&path, None).unwrap();
+        let audio = read::read_mono(&path, None).unwrap();
         let ours = encoder.embed(&audio);
         let theirs: Vec<f32> = clip["embedding"]
             .as_array()
@@ -80,7 +80,7 @@ fn signal_metrics_match_praat_librosa_and_wada() {
     let mut count = 0;
     for row in all {
         let path = repo().join(row["path"].as_str().unwrap());
-        let audio = wav::read_mono(&path, None).unwrap();
+        let audio = read::read_mono(&path, None).unwrap();
         let q = quality::measure(&audio);
         let (w, h, f) = (
             q.wada_snr_db.unwrap(),
@@ -116,7 +116,7 @@ fn same_speaker_similarity_beats_cross_speaker_for_every_pair() {
     let encoder = encoder();
     let mut by_speaker: BTreeMap<String, Vec<Vec<f32>>> = BTreeMap::new();
     for clip in rows(&r, "clips") {
-        let audio = wav::read_mono(&repo().join(clip["path"].as_str().unwrap()), None).unwrap();
+        let audio = read::read_mono(&repo().join(clip["path"].as_str().unwrap()), None).unwrap();
         by_speaker
             .entry(clip["speaker"].as_str().unwrap().to_string())
             .or_default()

@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use arp_train::audio::mel::MelExtractor;
-use arp_train::audio::{wav, DECODER_RATE, TOKENIZER_RATE};
+use arp_train::audio::{read, DECODER_RATE, TOKENIZER_RATE};
 use arp_train::data::cache::{read_index, read_segment, segment_path};
 use arp_train::models::whisper_vq::SpeechTokenizer;
 use burn::backend::NdArray;
@@ -79,7 +79,7 @@ fn prepare_fills_the_cache_and_reuses_it() {
         .find(|e| e.id == "tinylab-solo-ada-01")
         .unwrap();
     let segment = read_segment(&segment_path(&cache, &entry.segment)).unwrap();
-    let audio = wav::read_mono(
+    let audio = read::read_mono(
         &repo().join("data/tiny-lab/wavs/tinylab-solo-ada-01.wav"),
         None,
     )

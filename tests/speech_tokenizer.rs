@@ -5,7 +5,7 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
-use arp_train::audio::wav;
+use arp_train::audio::read;
 use arp_train::models::whisper_vq::SpeechTokenizer;
 use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
@@ -35,7 +35,7 @@ fn inputs() -> Vec<(String, Vec<f32>)> {
         .collect();
     let mut out = Vec::new();
     for rel in paths {
-        let audio = wav::read_mono(&corpus.join(&rel), None).unwrap();
+        let audio = read::read_mono(&corpus.join(&rel), None).unwrap();
         if audio.rate == 16_000 {
             let name = PathBuf::from(&rel)
                 .file_stem()

@@ -1,9 +1,13 @@
-//! The audio front end: WAV decoding to mono, resampling, the two log-mel recipes, and the
-//! acoustic-integrity filters.
+//! The audio front end: decoding audio files to mono (`read`), resampling, the two log-mel
+//! recipes, and the acoustic-integrity filters.
 
+pub mod compressed;
+pub mod error;
+pub mod ffmpeg;
 pub mod filters;
 pub mod mel;
 pub mod pitch;
+pub mod read;
 pub mod resample;
 pub mod wav;
 pub mod window;
@@ -21,6 +25,19 @@ pub struct Audio {
 }
 
 impl Audio {
+    /// Mono audio from `channels` interleaved channels, averaged.
+    pub fn from_interleaved(interleaved: Vec<f32>, channels: usize, rate: u32) -> Audio {
+        let samples = if channels <= 1 {
+            interleaved
+        } else {
+            interleaved
+                .chunks_exact(channels)
+                .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+                .collect()
+        };
+        Audio { samples, rate }
+    }
+
     pub fn seconds(&self) -> f64 {
         self.samples.len() as f64 / self.rate as f64
     }

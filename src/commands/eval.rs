@@ -106,7 +106,7 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
     };
     let (references, references_from) = match (&args.reference, &character) {
         (Some(dir), _) => (
-            clips::wav_dir(dir).map_err(Exit::Usage)?,
+            clips::audio_dir(dir).map_err(Exit::Usage)?,
             dir.display().to_string(),
         ),
         (None, Some(c)) => (
@@ -153,7 +153,7 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
                 None => references.clone(),
             };
             (
-                clips::wav_dir(dir).map_err(Exit::Usage)?,
+                clips::audio_dir(dir).map_err(Exit::Usage)?,
                 dir.display().to_string(),
                 matched,
                 None,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::backend::Backend;
 
 use super::Exit;
-use crate::audio::{wav, TOKENIZER_RATE};
+use crate::audio::{read, TOKENIZER_RATE};
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::data::prompt::{inference_prompt, split_reply, system_text, UserTurn};
 use crate::models::glm4::generation::{generate, Sampling};
@@ -77,7 +77,7 @@ impl BackendTask for Run<'_> {
                     .speech_tokenizer
                     .as_ref()
                     .ok_or("--prompt-audio needs --speech-tokenizer DIR")?;
-                let audio = wav::read_mono(wav_path, None)
+                let audio = read::read_mono(wav_path, None)
                     .map_err(|e| format!("{}: {e}", wav_path.display()))?;
                 let st = SpeechTokenizer::<B>::load(dir, &device)?;
                 speech = st

@@ -1,8 +1,10 @@
 //! One module per CLI command. Each returns an `Exit` so `main` maps outcomes to exit codes.
 
 pub mod bench;
+pub mod build_data;
 pub mod eval;
 pub mod generate;
+pub mod import;
 pub mod prepare;
 pub mod run;
 pub mod sweep;

@@ -33,6 +33,6 @@ pub fn prepare(args: PrepareArgs) -> Exit {
     if let Err(e) = scan.write_rejections(&report) {
         return Exit::Failed(format!("cannot write {}: {e}", report.display()));
     }
-    tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
+    tracing::info!("{}", scan.summary(&report));
     prepare_recipe(&recipe, &scan, device).into()
 }

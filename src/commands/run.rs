@@ -175,7 +175,7 @@ pub fn execute(
         return Exit::Failed(format!("cannot write {}: {e}", report.display()));
     }
     say(plan::render(recipe, &scan, &plan));
-    tracing::info!(rejected = scan.rejected.len(), report = %report.display(), "data checked");
+    tracing::info!("{}", scan.summary(&report));
     let exit: Exit = pipeline::run(recipe, &scan, &plan, device, dtype, options).into();
     if let Exit::Usage(message) | Exit::Failed(message) = &exit {
         crate::logfile::record(format!("error: {message}"));

@@ -5,6 +5,7 @@
 use std::path::Path;
 
 use super::cache::{read_index, read_segment, segment_path};
+use super::speaker_names;
 use super::split::train_and_held_out;
 use crate::recipe::Recipe;
 use crate::rng::Rng;
@@ -49,7 +50,7 @@ impl DecoderData {
         let mut seconds = 0.0;
         for entry in read_index(cache)?
             .into_iter()
-            .filter(|e| e.speaker == speaker)
+            .filter(|e| speaker_names::same(&e.speaker, speaker))
         {
             let segment = read_segment(&segment_path(cache, &entry.segment))?;
             if segment.speech_tokens.is_empty() || segment.mel_frames < 2 {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::speaker_names::Spellings;
+
 /// One earlier turn of the scene.
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 pub struct ContextTurn {
@@ -98,6 +100,8 @@ impl std::fmt::Display for BadLine {
 pub struct Manifest {
     pub utterances: Vec<Utterance>,
     pub bad_lines: Vec<BadLine>,
+    /// Where a speaker name was spelled two ways (taken as one speaker, the first spelling).
+    pub spelling_notes: Vec<String>,
 }
 
 /// The longest manifest line read: a line with a long context and precomputed speech tokens is
@@ -114,6 +118,7 @@ pub const MAX_TEXT_CHARS: usize = 10_000;
 pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
     let mut out = Manifest::default();
     let mut seen: HashMap<String, (PathBuf, usize)> = HashMap::new();
+    let mut spellings = Spellings::default();
     for path in paths {
         let bytes = std::fs::read(path).map_err(|e| {
             std::io::Error::new(
@@ -181,6 +186,8 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
             }
             seen.insert(parsed.id.clone(), (path.clone(), line));
             let resolve = |p: &str| base.join(p);
+            let place = || format!("{}:{line}", path.display());
+            let speaker = spellings.canonical(&parsed.speaker, place);
             out.utterances.push(Utterance {
                 manifest: path.clone(),
                 line,
@@ -189,6 +196,7 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
                     .context
                     .into_iter()
                     .map(|mut turn| {
+                        turn.speaker = spellings.canonical(&turn.speaker, place);
                         turn.audio = turn
                             .audio
                             .map(|a| resolve(&a).to_string_lossy().into_owned());
@@ -199,7 +207,7 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
                 start: parsed.start,
                 end: parsed.end,
                 text: parsed.text,
-                speaker: parsed.speaker,
+                speaker,
                 series: parsed.series,
                 episode: parsed.episode,
                 language: parsed.language,
@@ -207,6 +215,7 @@ pub fn read(paths: &[PathBuf]) -> std::io::Result<Manifest> {
             });
         }
     }
+    out.spelling_notes = spellings.notes;
     Ok(out)
 }
 
@@ -230,16 +239,16 @@ fn times_problem(start: Option<f64>, end: Option<f64>) -> Option<String> {
     match (start, end) {
         (Some(s), _) if !finite_nonneg(s) => Some(format!(
             "`start` must be a time >= 0 in seconds, found {}",
-            crate::audio::wav::seconds_text(s)
+            crate::audio::error::seconds_text(s)
         )),
         (_, Some(e)) if !finite_nonneg(e) => Some(format!(
             "`end` must be a time >= 0 in seconds, found {}",
-            crate::audio::wav::seconds_text(e)
+            crate::audio::error::seconds_text(e)
         )),
         (Some(s), Some(e)) if e <= s => Some(format!(
             "`end` ({}) must be after `start` ({})",
-            crate::audio::wav::seconds_text(e),
-            crate::audio::wav::seconds_text(s)
+            crate::audio::error::seconds_text(e),
+            crate::audio::error::seconds_text(s)
         )),
         _ => None,
     }

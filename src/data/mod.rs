@@ -7,4 +7,5 @@ pub mod manifest;
 pub mod prompt;
 pub mod samples;
 pub mod scan;
+pub mod speaker_names;
 pub mod split;

@@ -19,6 +19,7 @@
 //! first; a sample still too long without history is dropped. Both are counted.
 
 use super::prompt::{system_text, user_ids, UserTurn};
+use super::speaker_names;
 use crate::models::glm4::tokenizer::GlmTokenizer;
 
 /// Label of positions that do not count in the loss.
@@ -253,14 +254,14 @@ pub fn build_from_cache(
     let mut set = SampleSet::default();
     for entry in read_index(cache_dir)?
         .into_iter()
-        .filter(|e| e.speaker == speaker)
+        .filter(|e| speaker_names::same(&e.speaker, speaker))
     {
         let context: Vec<Turn> = entry
             .context
             .iter()
             .map(|t| {
                 Ok(Turn {
-                    by_character: t.speaker == speaker,
+                    by_character: speaker_names::same(&t.speaker, speaker),
                     text: t.text.clone(),
                     speech: t.segment.as_deref().map(speech).transpose()?,
                 })

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::manifest::{self, Utterance};
+use crate::audio::error::AudioError;
 use crate::audio::filters::{self, Rejection};
 use crate::audio::mel::decoder_mel_frames;
-use crate::audio::wav::{self, WavError};
+use crate::audio::read;
 use crate::progress;
 use crate::recipe::QualityFilters;
 
@@ -48,6 +49,25 @@ pub struct Scan {
 }
 
 impl Scan {
+    /// The scan in one line for the console: what was kept and rejected, per reason, and where
+    /// each rejection is listed.
+    pub fn summary(&self, report: &Path) -> String {
+        let reasons: Vec<String> = self
+            .rejected_by_reason()
+            .iter()
+            .map(|(reason, count)| format!("{reason} {count}"))
+            .collect();
+        let rejected = match reasons.is_empty() {
+            true => "0 rejected".to_string(),
+            false => format!("{} rejected ({})", self.rejected.len(), reasons.join(", ")),
+        };
+        format!(
+            "data checked: {} kept, {rejected}; every rejection with its reason: {}",
+            self.kept.len(),
+            report.display()
+        )
+    }
+
     pub fn rejected_by_reason(&self) -> BTreeMap<&'static str, usize> {
         let mut out = BTreeMap::new();
         for r in &self.rejected {
@@ -82,14 +102,14 @@ impl Scan {
     }
 }
 
-fn wav_rejection(e: &WavError) -> Rejection {
+fn audio_rejection(e: &AudioError) -> Rejection {
     match e {
-        WavError::Missing => Rejection::MissingFile,
-        WavError::Undecodable(_) | WavError::Unsupported(_) | WavError::Unreadable(_) => {
+        AudioError::Missing => Rejection::MissingFile,
+        AudioError::Undecodable(_) | AudioError::Unsupported(_) | AudioError::Unreadable(_) => {
             Rejection::Undecodable
         }
-        WavError::Truncated { .. } | WavError::OversizeData { .. } => Rejection::Truncated,
-        WavError::BadSegment { .. } => Rejection::BadSegment,
+        AudioError::Truncated { .. } | AudioError::OversizeData { .. } => Rejection::Truncated,
+        AudioError::BadSegment { .. } => Rejection::BadSegment,
     }
 }
 
@@ -102,6 +122,9 @@ pub fn rejections_report(output_dir: &Path) -> PathBuf {
 /// the scan goes on; only an unreadable manifest is an error.
 pub fn scan(manifests: &[PathBuf], filters: &QualityFilters) -> std::io::Result<Scan> {
     let manifest = manifest::read(manifests)?;
+    for note in &manifest.spelling_notes {
+        tracing::warn!("{note}");
+    }
     let mut out = Scan::default();
     for bad in manifest.bad_lines {
         out.rejected.push(RejectionRecord {
@@ -117,8 +140,8 @@ pub fn scan(manifests: &[PathBuf], filters: &QualityFilters) -> std::io::Result<
     let bar = progress::bar(manifest.utterances.len() as u64, "checking audio");
     for utterance in manifest.utterances {
         bar.inc(1);
-        let verdict = wav::read_mono(&utterance.audio, utterance.segment())
-            .map_err(|e| (wav_rejection(&e), e.to_string()))
+        let verdict = read::read_mono(&utterance.audio, utterance.segment())
+            .map_err(|e| (audio_rejection(&e), e.to_string()))
             .and_then(|audio| {
                 filters::check(&audio, &utterance.text, filters).map(|_| {
                     let frames = decoder_mel_frames(audio.samples.len(), audio.rate);

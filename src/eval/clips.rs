@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::audio::{wav, Audio, DECODER_RATE};
+use crate::audio::{read, Audio, DECODER_RATE};
 use crate::data::decoder_data::{DecoderData, Utterance};
 use crate::recipe::Recipe;
 
@@ -17,22 +17,26 @@ pub struct Clip {
     pub source: String,
 }
 
-/// Every `.wav` file directly in `dir`, sorted by name.
-pub fn wav_dir(dir: &Path) -> Result<Vec<Clip>, String> {
+/// Every audio file (`read::AUDIO_EXTENSIONS`) directly in `dir`, sorted by name.
+pub fn audio_dir(dir: &Path) -> Result<Vec<Clip>, String> {
     let entries = std::fs::read_dir(dir)
         .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
     let mut paths: Vec<_> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.is_file() && p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+        .filter(|p| p.is_file() && read::is_audio_file(p))
         .collect();
     paths.sort();
     if paths.is_empty() {
-        return Err(format!("no .wav files in {}", dir.display()));
+        return Err(format!(
+            "no audio files ({}) in {}",
+            read::AUDIO_EXTENSIONS.join(", "),
+            dir.display()
+        ));
     }
     paths
         .iter()
         .map(|p| {
-            let audio = wav::read_mono(p, None).map_err(|e| format!("{}: {e}", p.display()))?;
+            let audio = read::read_mono(p, None).map_err(|e| format!("{}: {e}", p.display()))?;
             if audio.samples.is_empty() {
                 return Err(format!("{}: the file holds no samples", p.display()));
             }

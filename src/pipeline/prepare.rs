@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::Error;
 use crate::audio::mel::MelExtractor;
-use crate::audio::{wav, DECODER_RATE, TOKENIZER_RATE};
+use crate::audio::{read, DECODER_RATE, TOKENIZER_RATE};
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
 use crate::data::cache::{
     self, IndexEntry, IndexTurn, Segment, SegmentMeta, SegmentSource, FORMAT,
@@ -176,7 +176,7 @@ impl BackendTask for Compute<'_> {
             }
             let mut decoded = Vec::new();
             for w in chunk {
-                match wav::read_mono(&w.source.audio, w.source.segment()) {
+                match read::read_mono(&w.source.audio, w.source.segment()) {
                     Ok(audio) => decoded.push((w, audio)),
                     Err(e) => {
                         out.failed.insert(w.source.key(), e.to_string());

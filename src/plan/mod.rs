@@ -7,6 +7,7 @@ pub mod steps;
 use std::fmt::Write as _;
 
 use crate::data::scan::{Kept, Scan};
+use crate::data::speaker_names;
 use crate::data::split::train_and_held_out;
 use crate::models::decoder::config::DecoderModelConfig;
 use crate::models::glm4::Glm4Config;
@@ -67,7 +68,7 @@ impl Plan {
         let character: Vec<_> = scan
             .kept
             .iter()
-            .filter(|k| k.utterance.speaker == speaker)
+            .filter(|k| speaker_names::same(&k.utterance.speaker, &speaker))
             .collect();
         fn split<'a>(items: Vec<&'a Kept>, recipe: &Recipe) -> (Vec<&'a Kept>, Vec<&'a Kept>) {
             train_and_held_out(
@@ -203,7 +204,7 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
         "speaker", "kept", "rejected", "hours"
     );
     for (speaker, summary) in scan.per_speaker() {
-        let marker = if speaker == plan.speaker {
+        let marker = if speaker_names::same(&speaker, &plan.speaker) {
             " <- character"
         } else {
             ""

@@ -1,0 +1,107 @@
+//! Episodes: media files with a subtitle file of the same name beside them (`s01e01.mkv` with
+//! `s01e01.srt`, or `s01e01.en.srt`).
+
+use std::path::{Path, PathBuf};
+
+use super::subtitles::{self, Cue};
+
+pub struct Episode {
+    pub media: PathBuf,
+    pub subtitles: PathBuf,
+    /// The file name without extension (the manifest's `episode`).
+    pub name: String,
+    pub cues: Vec<Cue>,
+}
+
+/// Media extensions looked for in a directory (any file named explicitly is taken).
+const MEDIA: [&str; 14] = [
+    "wav", "flac", "mp3", "ogg", "oga", "opus", "m4a", "mp4", "m4v", "mkv", "mka", "webm", "avi",
+    "mov",
+];
+
+/// The episodes among `inputs` (media files, or directories searched for media files), each
+/// with its subtitles read. A media file without subtitles is an error naming it.
+pub fn find(inputs: &[PathBuf]) -> Result<Vec<Episode>, String> {
+    let mut media = Vec::new();
+    for input in inputs {
+        if input.is_dir() {
+            let entries = std::fs::read_dir(input)
+                .map_err(|e| format!("cannot read directory {}: {e}", input.display()))?;
+            let mut found: Vec<PathBuf> = entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && has_extension(p, &MEDIA))
+                .collect();
+            found.sort();
+            media.extend(found);
+        } else if input.is_file() {
+            media.push(input.clone());
+        } else {
+            return Err(format!("episode {} not found", input.display()));
+        }
+    }
+    if media.is_empty() {
+        return Err(format!(
+            "no episodes found in {} (media files: {})",
+            inputs
+                .iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            MEDIA.join(", ")
+        ));
+    }
+    media
+        .into_iter()
+        .map(|media| {
+            let subtitles = subtitles_of(&media).ok_or_else(|| {
+                format!(
+                    "{}: no subtitles beside it (looked for {} with the same name)",
+                    media.display(),
+                    subtitles::EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+                )
+            })?;
+            let cues = subtitles::read(&subtitles)?;
+            let name = media
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            Ok(Episode {
+                media,
+                subtitles,
+                name,
+                cues,
+            })
+        })
+        .collect()
+}
+
+fn has_extension(path: &Path, extensions: &[&str]) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
+}
+
+/// `dir/stem.{ass,ssa,srt,vtt}`, else `dir/stem.<language>.<ext>`.
+fn subtitles_of(media: &Path) -> Option<PathBuf> {
+    let dir = media.parent()?;
+    let stem = media.file_stem()?.to_string_lossy().into_owned();
+    for ext in subtitles::EXTENSIONS {
+        let path = dir.join(format!("{stem}.{ext}"));
+        if path.is_file() {
+            return Some(path);
+        }
+    }
+    let mut tagged: Vec<PathBuf> = std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            has_extension(p, &subtitles::EXTENSIONS)
+                && p.file_stem()
+                    .and_then(|s| s.to_str())
+                    .and_then(|s| s.strip_prefix(&stem))
+                    .is_some_and(|rest| rest.starts_with('.'))
+        })
+        .collect();
+    tagged.sort();
+    tagged.into_iter().next()
+}

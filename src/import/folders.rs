@@ -1,0 +1,64 @@
+//! A folder per speaker: `<root>/<speaker>/<clip>.{wav,flac,...}`, each clip's transcript in
+//! `<clip>.txt` or `<clip>.lab` beside it (Montreal Forced Aligner's layout).
+
+use std::path::{Path, PathBuf};
+
+use super::{Imported, Line};
+use crate::audio::read::is_audio_file;
+
+pub fn read(root: &Path) -> Result<Imported, String> {
+    let sorted = |dir: &Path| -> Result<Vec<PathBuf>, String> {
+        let entries = std::fs::read_dir(dir)
+            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        Ok(paths)
+    };
+    let mut out = Imported::default();
+    for speaker_dir in sorted(root)?.into_iter().filter(|p| p.is_dir()) {
+        let speaker = speaker_dir
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        for clip in sorted(&speaker_dir)?
+            .into_iter()
+            .filter(|p| p.is_file() && is_audio_file(p))
+        {
+            let transcript = ["txt", "lab"]
+                .iter()
+                .map(|e| clip.with_extension(e))
+                .find(|p| p.is_file());
+            let Some(transcript) = transcript else {
+                out.skipped.push(format!(
+                    "{}: no .txt or .lab transcript beside it",
+                    clip.display()
+                ));
+                continue;
+            };
+            let text = std::fs::read_to_string(&transcript)
+                .map_err(|e| format!("cannot read {}: {e}", transcript.display()))?;
+            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let stem = clip
+                .file_stem()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            out.lines.push(Line {
+                id: format!("{speaker}-{stem}"),
+                audio: clip,
+                text,
+                speaker: speaker.clone(),
+                context: Vec::new(),
+            });
+        }
+    }
+    if out.lines.is_empty() && out.skipped.is_empty() {
+        return Err(format!(
+            "{}: no <speaker>/<clip> audio files found (extensions: {})",
+            root.display(),
+            crate::audio::read::AUDIO_EXTENSIONS.join(", ")
+        ));
+    }
+    Ok(out)
+}
