@@ -14,17 +14,6 @@ fn clip(name: &str) -> std::path::PathBuf {
         .join(format!("{name}.wav"))
 }
 
-fn filters() -> QualityFilters {
-    QualityFilters {
-        min_seconds: 0.5,
-        max_seconds: 30.0,
-        min_rms_dbfs: -50.0,
-        max_clipped_fraction: 0.001,
-        clip_level: 0.999,
-        require_text: true,
-    }
-}
-
 /// Runs the import and returns its manifest's lines (and the command's stderr).
 fn import(dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, String) {
     let out = dir.join("out/manifest.jsonl");
@@ -38,7 +27,7 @@ fn import(dir: &Path, args: &[&str]) -> (Vec<serde_json::Value>, String) {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let checked = scan(&[out], &filters()).unwrap();
+    let checked = scan(&[out], &QualityFilters::base()).unwrap();
     assert_eq!(checked.kept.len(), lines.len(), "{:?}", checked.rejected);
     (lines, stderr)
 }

@@ -435,3 +435,15 @@ fn output_moves_the_cache_unless_the_recipe_sets_it() {
         "{stdout}"
     );
 }
+
+/// `QualityFilters::base()` (build-data's filters, which has no recipe) stays the base recipe's.
+#[test]
+fn the_filters_without_a_recipe_are_the_base_recipes() {
+    use arp_train::recipe::{PathCheck, QualityFilters, Recipe};
+    for recipe in ["recipes/tiny.yaml", "recipes/sheldon.yaml"] {
+        let loaded = Recipe::load(&repo().join(recipe), &[], PathCheck::Lenient)
+            .unwrap()
+            .recipe;
+        assert_eq!(loaded.data.filters, QualityFilters::base(), "{recipe}");
+    }
+}

@@ -42,18 +42,6 @@ pub struct BuildDataArgs {
     pub speaker_encoder: Option<PathBuf>,
 }
 
-/// The base recipe's acoustic filters (recipes/base.yaml `data.filters`).
-fn default_filters() -> QualityFilters {
-    QualityFilters {
-        min_seconds: 0.5,
-        max_seconds: 30.0,
-        min_rms_dbfs: -50.0,
-        max_clipped_fraction: 0.001,
-        clip_level: 0.999,
-        require_text: true,
-    }
-}
-
 struct BuildTask {
     options: Options,
     encoder: PathBuf,
@@ -97,7 +85,7 @@ pub fn build_data_command(args: BuildDataArgs, device: Option<DeviceSpec>) -> Ex
         },
         scene_gap: args.scene_gap,
         min_voiced_seconds: 0.3,
-        filters: default_filters(),
+        filters: QualityFilters::base(),
     };
     let built = backend::run_on(device, Dtype::Fp32, BuildTask { options, encoder })
         .map_err(|e| e.to_string())

@@ -54,6 +54,21 @@ pub struct QualityFilters {
     pub require_text: bool,
 }
 
+impl QualityFilters {
+    /// The shipped base recipe's filters (recipes/base.yaml `data.filters`), for commands that
+    /// check audio without a recipe (build-data).
+    pub fn base() -> QualityFilters {
+        QualityFilters {
+            min_seconds: 0.5,
+            max_seconds: 30.0,
+            min_rms_dbfs: -50.0,
+            max_clipped_fraction: 0.001,
+            clip_level: 0.999,
+            require_text: true,
+        }
+    }
+}
+
 /// The held-out part of the character's utterances.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ValidationSplit {
