@@ -217,11 +217,11 @@ impl Report {
             .iter()
             .map(|(r, n)| format!("{r} {n}"))
             .collect();
-        let _ = writeln!(
-            s,
-            "  rejected     {rejected:>6} lines ({})",
-            reasons.join(", ")
-        );
+        let reasons = match reasons.is_empty() {
+            true => String::new(),
+            false => format!(" ({})", reasons.join(", ")),
+        };
+        let _ = writeln!(s, "  rejected     {rejected:>6} lines{reasons}");
         let n = &self.subtitle_names;
         if n.named > 0 {
             let _ = writeln!(
