@@ -13,6 +13,7 @@ pub mod data;
 pub mod eval;
 pub mod faults;
 pub mod import;
+pub mod listing;
 pub mod logfile;
 pub mod logging;
 pub mod models;

@@ -83,7 +83,7 @@ enum Command {
     /// each, resumable, with a summary table (Markdown and CSV).
     Sweep(commands::sweep::SweepArgs),
     /// ARP-Eval (acoustic): speaker similarity (AP) and signal quality (AQ) of an ARP-Model
-    /// package's speech, a WAV directory, or the recipe's held-out clips; table, JSON and plot.
+    /// package's speech, a directory of audio files, or the recipe's held-out clips; table, JSON and plot.
     Eval(commands::eval::EvalArgs),
     /// Time training steps of both stages on random weights of the recipe's model shapes:
     /// tokens/s, MFU and peak memory for stage one, mel frames/s for the flow and vocoder.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use arp_train::audio::error::AudioError;
 use arp_train::audio::{ffmpeg, read, Audio};
 
-use crate::common::{arp_train_env, repo, text};
+use crate::common::{arp_train_env, repo, text, tiny_prepare_args};
 
 fn fixtures() -> PathBuf {
     repo().join("tests/fixtures/audio/formats")
@@ -56,7 +56,20 @@ fn gap(got: &[f32], want: &[f32]) -> f32 {
 }
 
 /// Decoded by arp-train without ffmpeg (AC-3 is the one fixture symphonia does not decode).
-const NATIVE: [&str; 6] = ["flac", "mp3", "vorbis", "alac", "aac-stereo", "aac"];
+/// `aac-apple-delay` and `aac-no-edit-list` are the stereo AAC file with another MP4 edit list:
+/// Apple's 2112 frames of encoder delay (it starts 1088 frames later than ffmpeg's 1024), and
+/// none (nothing skipped). `two-tracks` holds two voices: the first track is read.
+const NATIVE: [&str; 9] = [
+    "flac",
+    "mp3",
+    "vorbis",
+    "alac",
+    "aac-stereo",
+    "aac",
+    "aac-apple-delay",
+    "aac-no-edit-list",
+    "two-tracks",
+];
 /// Largest difference from ffmpeg's samples. Measured: FLAC and ALAC 0, MP3 8.1e-7,
 /// Vorbis 1.8e-7, AAC 1.5e-6 (float rounding in the two decoders).
 const SAMPLE_TOLERANCE: f32 = 1e-5;
@@ -91,6 +104,18 @@ fn every_format_decodes_like_ffmpeg() {
         failures.extend(compare(&name, &got, &reference(&reference_file)));
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// The languages of a file's audio tracks, which build-data names when there are several.
+#[test]
+fn audio_track_languages_are_listed_in_file_order() {
+    use arp_train::audio::compressed::audio_track_languages;
+    let languages = audio_track_languages(&fixtures().join("two-tracks.mka"));
+    assert_eq!(languages, [Some("eng".into()), Some("jpn".into())]);
+    assert_eq!(
+        audio_track_languages(&fixtures().join("flac.flac")).len(),
+        1
+    );
 }
 
 /// A `start`/`end` segment (read by seeking) is the same span of the whole decode.
@@ -145,19 +170,7 @@ fn other_codecs_go_through_ffmpeg_or_name_the_fix() {
     .unwrap();
     let prepare = |output: &str, env: &[(&str, &str)]| {
         let output = dir.path().join(output);
-        let args: Vec<String> = [
-            "prepare",
-            "--recipe",
-            "recipes/tiny.yaml",
-            "--set",
-            &format!("data.manifests=[{}]", manifest.display()),
-            "--set",
-            &format!("output_dir={}", output.display()),
-            "--set",
-            &format!("data.cache_dir={}", dir.path().join("cache").display()),
-        ]
-        .map(String::from)
-        .to_vec();
+        let args = tiny_prepare_args(&manifest, &output, &dir.path().join("cache"));
         let out = arp_train_env(&args, env);
         let rejections = std::fs::read_to_string(output.join("reports/data-rejections.jsonl"))
             .unwrap_or_default();

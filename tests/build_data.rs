@@ -6,19 +6,24 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::{arp_train_env, repo, speaker_encoder_weights, text};
+use crate::common::{arp_train_env, repo, speaker_encoder_weights, text, tiny_run_args};
 
 fn episodes() -> std::path::PathBuf {
     repo().join("data/tiny-lab-episodes")
 }
 
+/// `arp-train build-data` on the bundled episodes.
 fn build(out: &Path) -> std::process::Output {
+    build_from(&episodes(), &episodes().join("enroll.yaml"), out)
+}
+
+fn build_from(episodes: &Path, enroll: &Path, out: &Path) -> std::process::Output {
     let args: Vec<String> = [
         "build-data",
         "--episodes",
-        &episodes().display().to_string(),
+        &episodes.display().to_string(),
         "--enroll",
-        &episodes().join("enroll.yaml").display().to_string(),
+        &enroll.display().to_string(),
         "--out",
         &out.display().to_string(),
         "--speaker-encoder",
@@ -137,22 +142,20 @@ fn episodes_become_a_manifest_the_tiny_recipe_trains_on() {
 
     // The tiny recipe trains on it (Ada's lines), both stages, a few steps each.
     let output = dir.path().join("run");
-    let mut args: Vec<String> = ["--recipe", "recipes/tiny.yaml", "--output"]
-        .map(String::from)
-        .to_vec();
-    args.push(output.display().to_string());
-    for set in [
-        format!("data.manifests=[{}]", out.join("manifest.jsonl").display()),
-        format!("data.cache_dir={}", dir.path().join("cache").display()),
-        "lm.steps=2".into(),
-        "lm.eval_every=100".into(),
-        "decoder.flow.steps=2".into(),
-        "decoder.flow.eval_every=100".into(),
-        "decoder.hift.steps=2".into(),
-        "decoder.hift.eval_every=100".into(),
-    ] {
-        args.extend(["--set".to_string(), set]);
-    }
+    let manifests = format!("data.manifests=[{}]", out.join("manifest.jsonl").display());
+    let args = tiny_run_args(
+        &output,
+        &dir.path().join("cache"),
+        &[
+            &manifests,
+            "lm.steps=2",
+            "lm.eval_every=100",
+            "decoder.flow.steps=2",
+            "decoder.flow.eval_every=100",
+            "decoder.hift.steps=2",
+            "decoder.hift.eval_every=100",
+        ],
+    );
     let trained = arp_train_env(&args, &[]);
     let stdout = text(&trained.stdout);
     assert!(
@@ -166,4 +169,58 @@ fn episodes_become_a_manifest_the_tiny_recipe_trains_on() {
         .join("lm/adapter/adapter_model.safetensors")
         .is_file());
     assert!(output.join("decoder/model/hift.safetensors").is_file());
+}
+
+/// A subtitle holding two speakers' turns (`- ...` / `- ...`, the usual way subtitles show a
+/// quick exchange) is never trained on: it is rejected as `several_speakers` and stays in the
+/// next lines' context.
+#[test]
+fn a_two_speaker_subtitle_is_context_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let episodes_dir = dir.path().join("episodes");
+    std::fs::create_dir(&episodes_dir).unwrap();
+    std::fs::copy(episodes().join("s02e01.m4a"), episodes_dir.join("dash.m4a")).unwrap();
+    // s02e01's first two turns (Ada, then Bram) as one cue, then Ada's next line.
+    std::fs::write(
+        episodes_dir.join("dash.srt"),
+        "1\n00:00:01,000 --> 00:00:06,742\n- Good morning. The coffee machine has achieved sentience.\n\
+         - Does it still make coffee?\n\n2\n00:00:07,144 --> 00:00:09,539\nOnly when it feels appreciated.\n",
+    )
+    .unwrap();
+    let clips = episodes().join("../tiny-lab/wavs");
+    let clip = |name: &str| clips.join(name).display().to_string();
+    std::fs::write(
+        dir.path().join("enroll.yaml"),
+        format!(
+            "characters:\n  ada: [{}]\n  bram: [{}]\n",
+            clip("tinylab-solo-ada-01.wav"),
+            clip("tinylab-solo-bram-04.wav")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("built");
+    let run = build_from(&episodes_dir, &dir.path().join("enroll.yaml"), &out);
+    let stdout = text(&run.stdout);
+    assert!(run.status.success(), "{}\n{stdout}", text(&run.stderr));
+    assert!(
+        stdout.contains("rejected          1 lines (several_speakers 1)"),
+        "{stdout}"
+    );
+    let rejected = json_lines(&out.join("rejected.jsonl"));
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0]["id"], "dash-0001");
+    assert_eq!(rejected[0]["reason"], "several_speakers");
+    let manifest = json_lines(&out.join("manifest.jsonl"));
+    assert_eq!(manifest.len(), 1, "{manifest:?}");
+    assert_eq!(
+        (&manifest[0]["id"], &manifest[0]["speaker"]),
+        (&"dash-0002".into(), &"ada".into())
+    );
+    let context = manifest[0]["context"].as_array().unwrap();
+    assert_eq!(context.len(), 1);
+    assert_eq!(context[0]["speaker"], "other");
+    assert_eq!(
+        context[0]["text"],
+        "Good morning. The coffee machine has achieved sentience. - Does it still make coffee?"
+    );
 }

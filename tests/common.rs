@@ -114,6 +114,24 @@ pub fn tiny_run_args(output: &Path, cache: &Path, sets: &[&str]) -> Vec<String> 
     args
 }
 
+/// `prepare --recipe recipes/tiny.yaml` on `manifest`, into `output` and the cache `cache`.
+pub fn tiny_prepare_args(manifest: &Path, output: &Path, cache: &Path) -> Vec<String> {
+    let mut args: Vec<String> = vec![
+        "prepare".into(),
+        "--recipe".into(),
+        "recipes/tiny.yaml".into(),
+    ];
+    for set in [
+        format!("data.manifests=[{}]", manifest.display()),
+        format!("output_dir={}", output.display()),
+        format!("data.cache_dir={}", cache.display()),
+    ] {
+        args.push("--set".into());
+        args.push(set);
+    }
+    args
+}
+
 /// Runs the `arp-train` binary in the repository with `args` and extra environment variables
 /// (the fault-injection hooks).
 pub fn arp_train_env(args: &[String], env: &[(&str, &str)]) -> Output {

@@ -100,7 +100,7 @@ fn generate_answers_text_and_speech_prompts() {
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
-        text(&out.stderr).contains("give exactly one of --prompt TEXT or --prompt-audio WAV"),
+        text(&out.stderr).contains("give exactly one of --prompt TEXT or --prompt-audio AUDIO"),
         "{}",
         text(&out.stderr)
     );

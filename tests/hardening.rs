@@ -218,19 +218,9 @@ fn rejections_name_the_real_cause_and_standalone_prepare_reports_them() {
     ];
     std::fs::write(&manifest, lines.join("\n") + "\n").unwrap();
     let output = d.join("run");
-    let out = arp_train(
-        &repo(),
-        &[
-            "prepare",
-            "--recipe",
-            "recipes/tiny.yaml",
-            "--set",
-            &format!("data.manifests=[{}]", manifest.display()),
-            "--set",
-            &format!("output_dir={}", output.display()),
-            "--set",
-            &format!("data.cache_dir={}", d.join("cache").display()),
-        ],
+    let out = arp_train_env(
+        &tiny_prepare_args(&manifest, &output, &d.join("cache")),
+        &[],
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let report = std::fs::read_to_string(output.join("reports/data-rejections.jsonl")).unwrap();

@@ -163,6 +163,7 @@ fn speaker_folders_with_transcripts_become_lines() {
         root.join("ada/untranscribed.wav"),
     )
     .unwrap();
+    std::fs::write(root.join("bram/no-clip.txt"), "Where is my audio?").unwrap();
     let (lines, stderr) = import(
         dir.path(),
         &["--format", "folders", "--input", root.to_str().unwrap()],
@@ -175,6 +176,10 @@ fn speaker_folders_with_transcripts_become_lines() {
     assert_eq!(lines[1]["id"], "bram-tinylab-solo-bram-04");
     assert!(
         stderr.contains("untranscribed.wav: no .txt or .lab transcript"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("no-clip.txt: a transcript with no audio clip of the same name"),
         "{stderr}"
     );
 }

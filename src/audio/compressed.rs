@@ -5,7 +5,7 @@
 use std::path::Path;
 
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_AAC, CODEC_TYPE_NULL};
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::{FormatOptions, FormatReader, SeekMode, SeekTo};
 use symphonia::core::io::MediaSourceStream;
@@ -14,6 +14,7 @@ use symphonia::core::probe::Hint;
 use symphonia::core::units::{Time, TimeBase};
 
 use super::error::{check_decoded_span, frame_span, AudioError, Segment};
+use super::mp4_edit;
 use super::Audio;
 
 /// Why symphonia could not read a file: its format or codec is one it does not have (another
@@ -31,6 +32,27 @@ impl From<AudioError> for Failure {
 
 /// Decodes the first audio track of `path` to mono; with `segment`, only that span.
 pub fn read(path: &Path, segment: Segment) -> Result<Audio, Failure> {
+    let format = open(path)?;
+    let edit_start = is_mp4(path).then(|| mp4_edit::audio_start(path)).flatten();
+    decode(format, segment, edit_start)
+}
+
+/// The languages of the audio tracks of `path` in file order (`None`: not tagged); empty when
+/// symphonia cannot open the file. Every decoder here reads the first one.
+pub fn audio_track_languages(path: &Path) -> Vec<Option<String>> {
+    match open(path) {
+        Ok(format) => format
+            .tracks()
+            .iter()
+            .filter(|t| t.codec_params.sample_rate.is_some())
+            .map(|t| t.language.clone())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// The container of `path`, opened by symphonia.
+fn open(path: &Path) -> Result<Box<dyn FormatReader>, Failure> {
     let file = std::fs::File::open(path).map_err(|e| AudioError::Unreadable(e.to_string()))?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -47,7 +69,7 @@ pub fn read(path: &Path, segment: Segment) -> Result<Audio, Failure> {
         .format(&hint, stream, &format_options, &MetadataOptions::default())
         // A file symphonia cannot even open as a container may still be one ffmpeg reads.
         .map_err(|e| Failure::Unsupported(format!("not a format symphonia recognizes ({e})")))?;
-    decode(probed.format, segment, is_mp4(path))
+    Ok(probed.format)
 }
 
 /// Whether `path` is an MP4/M4A file (an `ftyp` box first).
@@ -58,19 +80,13 @@ fn is_mp4(path: &Path) -> bool {
         .is_ok_and(|_| &head[4..8] == b"ftyp")
 }
 
-/// AAC's encoder delay: the frames an AAC encoder puts before the audio. MP4 files say so in an
-/// edit list, which players (and ffmpeg) honour and symphonia 0.5 reads but does not apply.
-/// 1024 is what ffmpeg, FDK and most encoders write; Apple's encoder writes 2112, so such
-/// files start 1088 frames (25 ms at 44.1 kHz) late here, far inside a subtitle's timing error.
-const AAC_ENCODER_DELAY: u64 = 1024;
-
 /// Audio decoded before a segment's start and dropped (several frames of every lossy codec).
 const PRE_ROLL_SECONDS: f64 = 0.25;
 
 fn decode(
     mut format: Box<dyn FormatReader>,
     segment: Segment,
-    mp4: bool,
+    edit_start: Option<mp4_edit::EditStart>,
 ) -> Result<Audio, Failure> {
     let audio_tracks = || {
         format
@@ -111,11 +127,8 @@ fn decode(
         let time = time_base.calc_time(ts);
         (time.seconds as f64 * rate as f64 + time.frac * rate as f64).round() as u64
     };
-    let lead = if mp4 && params.codec == CODEC_TYPE_AAC {
-        AAC_ENCODER_DELAY
-    } else {
-        0
-    };
+    // MP4's edit list skips the encoder's priming frames (AAC: 1024, or 2112 from Apple's).
+    let lead = edit_start.map_or(0, |e| e.frames(rate));
     // Frames of the stream from here on; the segment is in the listener's time (after `lead`).
     let declared = params.n_frames.map(|n| to_frames(n).saturating_sub(lead));
     let (first, last) = frame_span(segment, declared, rate)?;

@@ -6,6 +6,7 @@ pub mod error;
 pub mod ffmpeg;
 pub mod filters;
 pub mod mel;
+pub mod mp4_edit;
 pub mod pitch;
 pub mod read;
 pub mod resample;

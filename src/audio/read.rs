@@ -20,9 +20,7 @@ pub const AUDIO_EXTENSIONS: [&str; 9] = [
 
 /// Whether `path`'s extension names one of `AUDIO_EXTENSIONS` (any case).
 pub fn is_audio_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|x| x.to_str())
-        .is_some_and(|x| AUDIO_EXTENSIONS.contains(&x.to_ascii_lowercase().as_str()))
+    crate::listing::has_extension(path, &AUDIO_EXTENSIONS)
 }
 
 /// Decodes `path` to mono at its own sample rate; with `segment`, only that span (seconds).

@@ -4,6 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use super::subtitles::{self, Cue};
+use crate::listing::{has_extension, sorted_entries};
 
 pub struct Episode {
     pub media: PathBuf,
@@ -25,14 +26,8 @@ pub fn find(inputs: &[PathBuf]) -> Result<Vec<Episode>, String> {
     let mut media = Vec::new();
     for input in inputs {
         if input.is_dir() {
-            let entries = std::fs::read_dir(input)
-                .map_err(|e| format!("cannot read directory {}: {e}", input.display()))?;
-            let mut found: Vec<PathBuf> = entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.is_file() && has_extension(p, &MEDIA))
-                .collect();
-            found.sort();
-            media.extend(found);
+            let found = sorted_entries(input)?.into_iter();
+            media.extend(found.filter(|p| p.is_file() && has_extension(p, &MEDIA)));
         } else if input.is_file() {
             media.push(input.clone());
         } else {
@@ -75,10 +70,25 @@ pub fn find(inputs: &[PathBuf]) -> Result<Vec<Episode>, String> {
         .collect()
 }
 
-fn has_extension(path: &Path, extensions: &[&str]) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| extensions.contains(&e.to_ascii_lowercase().as_str()))
+/// A note for an episode with several audio tracks (a dub, a commentary) naming the one read,
+/// given the tracks' languages in file order; `None` for one track.
+pub fn audio_track_note(media: &Path, languages: &[Option<String>]) -> Option<String> {
+    if languages.len() < 2 {
+        return None;
+    }
+    let names: Vec<&str> = languages
+        .iter()
+        .map(|l| l.as_deref().unwrap_or("language not tagged"))
+        .collect();
+    Some(format!(
+        "{}: {} audio tracks ({}); build-data and training read the first ({}). For another, \
+         extract it (ffmpeg -i FILE -map 0:a:N -c copy NAME.mka, N counted from 0) and give \
+         that file, with its subtitles beside it under the same name",
+        media.display(),
+        names.len(),
+        names.join(", "),
+        names[0]
+    ))
 }
 
 /// `dir/stem.{ass,ssa,srt,vtt}`, else `dir/stem.<language>.<ext>`.
@@ -104,4 +114,23 @@ fn subtitles_of(media: &Path) -> Option<PathBuf> {
         .collect();
     tagged.sort();
     tagged.into_iter().next()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn several_audio_tracks_are_named() {
+        let path = Path::new("s01e01.mkv");
+        assert_eq!(audio_track_note(path, &[Some("eng".into())]), None);
+        let note = audio_track_note(path, &[Some("jpn".into()), None]).unwrap();
+        assert!(
+            note.starts_with(
+                "s01e01.mkv: 2 audio tracks (jpn, language not tagged); build-data and training \
+                 read the first (jpn)"
+            ),
+            "{note}"
+        );
+    }
 }

@@ -5,7 +5,8 @@
 //! For every subtitle line: cut its span (plus padding) out of the episode, check that it holds
 //! speech, embed it with the speaker encoder `eval` uses, and assign it to the nearest enrolled
 //! character when the similarity clears a threshold and beats the runner-up by a margin, else
-//! to `other` (kept as context, never trained on). Lines closer together than the scene gap form
+//! to `other` (kept as context, never trained on). A subtitle line holding two speakers' turns
+//! is not embedded: it is context only. Lines closer together than the scene gap form
 //! a scene; each line's context is the scene's earlier lines. The manifest references the
 //! episode files by `start`/`end`; nothing is copied.
 
@@ -19,9 +20,9 @@ pub mod subtitles;
 
 use std::path::PathBuf;
 
-use crate::audio::filters;
 use crate::audio::read::read_mono;
 use crate::audio::Audio;
+use crate::audio::{compressed, filters};
 use crate::eval::speaker::{centroid, Utterance};
 use crate::recipe::QualityFilters;
 use assign::Thresholds;
@@ -29,6 +30,9 @@ use cache::{CachedLine, EpisodeCache};
 use episodes::Episode;
 use line::Line;
 use report::Report;
+
+/// The rejection of a subtitle line that holds two or more speakers' turns (kept as context).
+pub const SEVERAL_SPEAKERS: &str = "several_speakers";
 
 pub struct Options {
     pub episodes: Vec<PathBuf>,
@@ -49,6 +53,12 @@ pub struct Options {
 pub fn build(options: &Options, embed: &dyn Fn(&Audio) -> Utterance) -> Result<Report, String> {
     let enrollment = enroll::read(&options.enrollment)?;
     let episodes = episodes::find(&options.episodes)?;
+    for episode in &episodes {
+        let languages = compressed::audio_track_languages(&episode.media);
+        if let Some(note) = episodes::audio_track_note(&episode.media, &languages) {
+            tracing::warn!("{note}");
+        }
+    }
     std::fs::create_dir_all(options.out.join(cache::DIR))
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
 
@@ -111,12 +121,21 @@ fn embed_episode(
             cache.save(&path)?;
             return Err("stopped: a rerun resumes from the embeddings cached so far".into());
         }
+        let start = (cue.start - options.padding).max(0.0);
+        let end = cue.end + options.padding;
+        if cue.turns > 1 {
+            let detail = format!(
+                "{} speakers' turns in one subtitle (dialogue dashes, or a name per row): \
+                 which words are whose voice is unknown",
+                cue.turns
+            );
+            out.push(CachedLine::rejected(start, end, SEVERAL_SPEAKERS, detail));
+            continue;
+        }
         if let Some(line) = cache.get(cue) {
             out.push(line.clone());
             continue;
         }
-        let start = (cue.start - options.padding).max(0.0);
-        let end = cue.end + options.padding;
         let line = match read_mono(&episode.media, Some((start, Some(end)))) {
             Err(e) => CachedLine::rejected(start, end, "undecodable", e.to_string()),
             Ok(audio) => check_and_embed(options, cue, audio, start, end, embed),

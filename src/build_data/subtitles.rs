@@ -1,6 +1,8 @@
 //! Subtitle files (SRT, WebVTT, ASS/SSA) to timed lines of dialogue, with the speaker's name
 //! where the file carries one: an ASS `Name` field, a WebVTT `<v Name>` tag, or a `NAME:`
-//! prefix (SDH subtitles). Formatting tags are dropped and wrapped rows joined.
+//! prefix (SDH subtitles). Formatting tags are dropped and wrapped rows joined. A cue that
+//! holds two speakers' turns (dialogue dashes, or a name on each row) is counted as such, so
+//! that build-data never trains one character on another's words.
 
 use std::path::Path;
 
@@ -13,6 +15,8 @@ pub struct Cue {
     pub end: f64,
     pub text: String,
     pub name: Option<String>,
+    /// How many speakers' turns the cue holds: 1, or more for `- Hi.` / `- Hello.` rows.
+    pub turns: usize,
 }
 
 /// The subtitle extensions read, in order of preference when an episode has several.
@@ -55,6 +59,7 @@ fn timed_blocks(text: &str, vtt: bool) -> Result<Vec<Cue>, (usize, String)> {
                 end,
                 text,
                 name,
+                turns: turns(&rows),
             });
         }
     };
@@ -140,6 +145,12 @@ fn name_prefix(text: &str) -> (Option<String>, String) {
 /// Text without markup (`<i>`, `{\i1}`), ASS line breaks as spaces, a leading dialogue dash
 /// dropped, whitespace collapsed.
 fn clean(text: &str) -> String {
+    let text = without_markup(text);
+    text.strip_prefix("- ").unwrap_or(&text).to_string()
+}
+
+/// Text without markup and ASS line breaks, whitespace collapsed.
+fn without_markup(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut skip_until = None;
     for c in text.chars() {
@@ -155,9 +166,7 @@ fn clean(text: &str) -> String {
         .replace("\\N", " ")
         .replace("\\n", " ")
         .replace("\\h", " ");
-    let words: Vec<&str> = out.split_whitespace().collect();
-    let text = words.join(" ");
-    text.strip_prefix("- ").unwrap_or(&text).to_string()
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 /// ASS/SSA: `Dialogue:` lines of the `[Events]` section, fields in its `Format:` order.
@@ -204,7 +213,13 @@ fn ass(text: &str) -> Result<Vec<Cue>, (usize, String)> {
                 .ok_or_else(|| (index + 1, format!("no valid `{name}` time")))
         };
         let (start, end) = (time("start")?, time("end")?);
-        let text = clean(field("text").unwrap_or_default());
+        let raw = field("text").unwrap_or_default();
+        let rows: Vec<String> = raw
+            .replace("\\n", "\\N")
+            .split("\\N")
+            .map(str::to_string)
+            .collect();
+        let text = clean(raw);
         let name = field("name").filter(|n| !n.is_empty()).map(str::to_string);
         let (name, text) = match name {
             Some(name) => (Some(name), text),
@@ -216,9 +231,55 @@ fn ass(text: &str) -> Result<Vec<Cue>, (usize, String)> {
             end,
             text,
             name,
+            turns: turns(&rows),
         });
     }
     Ok(cues)
+}
+
+/// How many speakers' turns the rows of one cue hold. Subtitles mark a change of speaker with a
+/// dash opening a row (`- Hi.` / `- Hello.`, or `Hi.` / `- Hello.`), or within one row after a
+/// sentence (`- Hi. - Hello.`); SDH subtitles and WebVTT may name each speaker instead.
+fn turns(rows: &[String]) -> usize {
+    let voices = rows.iter().map(|r| r.matches("<v").count()).sum::<usize>();
+    let rows: Vec<String> = rows
+        .iter()
+        .map(|r| without_markup(r))
+        .filter(|r| !r.is_empty())
+        .collect();
+    let mut dashes = 0;
+    for row in &rows {
+        if opens_with_dash(row) {
+            dashes += 1 + inner_dashes(row);
+        }
+    }
+    if dashes > 0 && !rows.first().is_some_and(|r| opens_with_dash(r)) {
+        dashes += 1;
+    }
+    let names = rows.iter().filter(|r| name_prefix(r).0.is_some()).count();
+    dashes.max(names).max(voices).max(1)
+}
+
+fn opens_with_dash(row: &str) -> bool {
+    let mut chars = row.chars();
+    matches!(chars.next(), Some('-' | '\u{2013}' | '\u{2014}'))
+        && chars
+            .next()
+            .is_some_and(|c| !c.is_ascii_digit() && c != '-')
+}
+
+/// Turns after the first within one row: a dash after the end of a sentence.
+fn inner_dashes(row: &str) -> usize {
+    let chars: Vec<char> = row.chars().collect();
+    chars
+        .windows(4)
+        .filter(|w| {
+            matches!(w[0], '.' | '?' | '!' | '\u{2026}')
+                && w[1] == ' '
+                && matches!(w[2], '-' | '\u{2013}' | '\u{2014}')
+                && w[3] == ' '
+        })
+        .count()
 }
 
 #[cfg(test)]
@@ -251,6 +312,40 @@ mod tests {
             all.push(cues[0].text.replace(',', ""));
         }
         assert!(all.iter().all(|t| t == "Hello there."), "{all:?}");
+    }
+
+    #[test]
+    fn two_speakers_in_one_cue_are_counted() {
+        let rows = |t: &str| t.split('|').map(str::to_string).collect::<Vec<_>>();
+        for (cue, expected) in [
+            ("Hello there.", 1),
+            ("Hello,|there.", 1),
+            ("- Hello there.", 1),
+            ("-20 degrees|outside.", 1),
+            ("It's a well-known fact -|as they say.", 1),
+            ("- Hi.|- Hello.", 2),
+            ("Hi.|- Hello.", 2),
+            ("<i>- Hi.</i>|<i>- Hello.</i>", 2),
+            ("\u{2013} Hi. \u{2013} Hello. \u{2013} Bye.", 3),
+            ("- Hi. - Hello.", 2),
+            ("SHELDON: Hi.|LEONARD: Hello.", 2),
+            ("<v Ada>Hi.|<v Bram>Hello.", 2),
+        ] {
+            assert_eq!(turns(&rows(cue)), expected, "{cue:?}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let srt = dir.path().join("d.srt");
+        std::fs::write(&srt, "1\n00:00:01,000 --> 00:00:03,000\n- Hi.\n- Hello.\n").unwrap();
+        let ass = dir.path().join("d.ass");
+        std::fs::write(&ass, "[Events]\nFormat: Layer, Start, End, Style, Name, MarginL, MarginR, MarginV, Effect, Text\nDialogue: 0,0:00:01.00,0:00:03.00,Default,,0,0,0,,- Hi.\\N- Hello.\n").unwrap();
+        for path in [srt, ass] {
+            let cue = &read(&path).unwrap()[0];
+            assert_eq!(
+                (cue.turns, cue.text.as_str()),
+                (2, "Hi. - Hello."),
+                "{path:?}"
+            );
+        }
     }
 
     #[test]

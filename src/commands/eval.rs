@@ -42,8 +42,8 @@ pub struct EvalArgs {
     /// scores are recorded in its arp-model.json and model card.
     #[arg(long, value_name = "DIR", conflicts_with = "wavs")]
     pub model: Option<PathBuf>,
-    /// Score the WAVs in this directory instead (a file named after a line's id is also compared
-    /// with the real recording of that line).
+    /// Score the audio files in this directory instead (WAV, FLAC, MP3, Ogg, M4A, ...; a file
+    /// named after a line's id is also compared with the real recording of that line).
     #[arg(long, value_name = "DIR")]
     pub wavs: Option<PathBuf>,
     /// Real clips of the character to compare with (default: the recipe's training clips).

@@ -36,8 +36,8 @@ pub struct GenerateArgs {
     /// The user's text.
     #[arg(long)]
     pub prompt: Option<String>,
-    /// The user's speech (WAV), tokenized with --speech-tokenizer.
-    #[arg(long, value_name = "WAV")]
+    /// The user's speech (any audio file arp-train reads), tokenized with --speech-tokenizer.
+    #[arg(long, value_name = "AUDIO")]
     pub prompt_audio: Option<PathBuf>,
     #[arg(long, value_name = "DIR")]
     pub speech_tokenizer: Option<PathBuf>,
@@ -85,7 +85,7 @@ impl BackendTask for Run<'_> {
                     .remove(0);
                 UserTurn::Speech(&speech)
             }
-            _ => return Err("give exactly one of --prompt TEXT or --prompt-audio WAV".into()),
+            _ => return Err("give exactly one of --prompt TEXT or --prompt-audio AUDIO".into()),
         };
         let system = a
             .system
@@ -132,7 +132,9 @@ pub fn generate_command(mut args: GenerateArgs, device: Option<DeviceSpec>) -> E
         (None, Some(_), None) => {
             return Exit::Usage("--prompt-audio needs --speech-tokenizer DIR".into())
         }
-        _ => return Exit::Usage("give exactly one of --prompt TEXT or --prompt-audio WAV".into()),
+        _ => {
+            return Exit::Usage("give exactly one of --prompt TEXT or --prompt-audio AUDIO".into())
+        }
     }
     if !(0.0..=1.0).contains(&args.top_p) || args.top_p == 0.0 {
         return Exit::Usage(format!("--top-p must be in (0, 1], found {}", args.top_p));

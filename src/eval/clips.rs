@@ -19,13 +19,10 @@ pub struct Clip {
 
 /// Every audio file (`read::AUDIO_EXTENSIONS`) directly in `dir`, sorted by name.
 pub fn audio_dir(dir: &Path) -> Result<Vec<Clip>, String> {
-    let entries = std::fs::read_dir(dir)
-        .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
-    let mut paths: Vec<_> = entries
-        .filter_map(|e| e.ok().map(|e| e.path()))
+    let paths: Vec<_> = crate::listing::sorted_entries(dir)?
+        .into_iter()
         .filter(|p| p.is_file() && read::is_audio_file(p))
         .collect();
-    paths.sort();
     if paths.is_empty() {
         return Err(format!(
             "no audio files ({}) in {}",

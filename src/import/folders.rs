@@ -5,27 +5,39 @@ use std::path::{Path, PathBuf};
 
 use super::{Imported, Line};
 use crate::audio::read::is_audio_file;
+use crate::listing::{has_extension, sorted_entries};
+
+const TRANSCRIPTS: [&str; 2] = ["txt", "lab"];
+
+fn is_transcript(path: &Path) -> bool {
+    has_extension(path, &TRANSCRIPTS)
+}
 
 pub fn read(root: &Path) -> Result<Imported, String> {
-    let sorted = |dir: &Path| -> Result<Vec<PathBuf>, String> {
-        let entries = std::fs::read_dir(dir)
-            .map_err(|e| format!("cannot read directory {}: {e}", dir.display()))?;
-        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
-        paths.sort();
-        Ok(paths)
-    };
     let mut out = Imported::default();
-    for speaker_dir in sorted(root)?.into_iter().filter(|p| p.is_dir()) {
+    for speaker_dir in sorted_entries(root)?.into_iter().filter(|p| p.is_dir()) {
         let speaker = speaker_dir
             .file_name()
             .unwrap_or_default()
             .to_string_lossy()
             .into_owned();
-        for clip in sorted(&speaker_dir)?
+        let files: Vec<PathBuf> = sorted_entries(&speaker_dir)?
             .into_iter()
-            .filter(|p| p.is_file() && is_audio_file(p))
-        {
-            let transcript = ["txt", "lab"]
+            .filter(|p| p.is_file())
+            .collect();
+        for transcript in files.iter().filter(|p| is_transcript(p)) {
+            if !files
+                .iter()
+                .any(|f| is_audio_file(f) && f.file_stem() == transcript.file_stem())
+            {
+                out.skipped.push(format!(
+                    "{}: a transcript with no audio clip of the same name beside it",
+                    transcript.display()
+                ));
+            }
+        }
+        for clip in files.iter().filter(|p| is_audio_file(p)) {
+            let transcript = TRANSCRIPTS
                 .iter()
                 .map(|e| clip.with_extension(e))
                 .find(|p| p.is_file());
@@ -46,7 +58,7 @@ pub fn read(root: &Path) -> Result<Imported, String> {
                 .into_owned();
             out.lines.push(Line {
                 id: format!("{speaker}-{stem}"),
-                audio: clip,
+                audio: clip.clone(),
                 text,
                 speaker: speaker.clone(),
                 context: Vec::new(),

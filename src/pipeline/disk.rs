@@ -56,8 +56,8 @@ pub fn checkpoints_line(dir: &Path, keep_last_n: usize) -> String {
     )
 }
 
-/// The whole run directory and its top-level parts, each counted on its own and the total
-/// with files linked under two names counted once.
+/// The whole run directory and its top-level parts that hold anything, each counted on its own
+/// and the total with files linked under two names counted once.
 pub fn run_line(output_dir: &Path) -> String {
     let mut parts: Vec<(String, u64)> = std::fs::read_dir(output_dir)
         .map(|entries| {
@@ -76,6 +76,7 @@ pub fn run_line(output_dir: &Path) -> String {
     parts.sort();
     let listed: Vec<String> = parts
         .iter()
+        .filter(|(_, bytes)| *bytes > 0)
         .map(|(name, bytes)| format!("{name} {}", human(*bytes)))
         .collect();
     format!(
@@ -84,4 +85,19 @@ pub fn run_line(output_dir: &Path) -> String {
         output_dir.display(),
         listed.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_run_line_lists_the_parts_that_hold_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("lm")).unwrap();
+        std::fs::create_dir_all(dir.path().join("reports")).unwrap();
+        std::fs::write(dir.path().join("lm/a.bin"), [0u8; 2048]).unwrap();
+        let line = run_line(dir.path());
+        assert!(line.ends_with("(lm 2.0 KiB)"), "{line}");
+    }
 }

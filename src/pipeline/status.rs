@@ -149,9 +149,10 @@ fn finished(
         let hint = if all_continuable {
             "(only the optimizer, schedule or length changed: `--continue-finished` continues \
              the stage from its last checkpoint with them; a different recipe needs its own \
-             output_dir; nothing was changed)"
+             output directory: `--output DIR`, or `output_dir` in the recipe; nothing was changed)"
         } else {
-            "(a different recipe needs its own output_dir; nothing was changed)"
+            "(a different recipe or data set needs its own output directory: `--output DIR`, or \
+             `output_dir` in the recipe; nothing was changed)"
         };
         return Err(format!(
             "{label} in {} finished with other model or data settings:\n{}\n{hint}",
