@@ -60,23 +60,16 @@ fn read_moov(file: &mut File) -> Option<Vec<u8>> {
     let length = file.metadata().ok()?.len();
     let mut at = 0u64;
     while at + 8 <= length {
-        let mut header = [0u8; 16];
+        let mut head = Vec::with_capacity(16);
         file.seek(SeekFrom::Start(at)).ok()?;
-        file.read_exact(&mut header[..8]).ok()?;
-        let mut size = u32::from_be_bytes(header[..4].try_into().ok()?) as u64;
-        let mut header_size = 8;
-        if size == 1 {
-            file.read_exact(&mut header[8..]).ok()?;
-            size = u64::from_be_bytes(header[8..].try_into().ok()?);
-            header_size = 16;
-        } else if size == 0 {
-            size = length - at;
+        (&mut *file).take(16).read_to_end(&mut head).ok()?;
+        let (kind, header, size) = box_header(&head, length - at)?;
+        if size > length - at {
+            return None; // cut off, or a corrupt size: nothing to allocate for
         }
-        if size < header_size {
-            return None;
-        }
-        if &header[4..8] == b"moov" {
-            let mut body = vec![0u8; (size - header_size) as usize];
+        if &kind == b"moov" {
+            file.seek(SeekFrom::Start(at + header)).ok()?;
+            let mut body = vec![0u8; (size - header) as usize];
             file.read_exact(&mut body).ok()?;
             return Some(body);
         }
@@ -85,22 +78,26 @@ fn read_moov(file: &mut File) -> Option<Vec<u8>> {
     None
 }
 
+/// The header at the start of `bytes`: (type, header length, box length). A 32-bit size of 1
+/// means a 64-bit size follows; 0 means the box runs to the end of what holds it
+/// (`to_end` bytes). `None` when the header is cut off or the size is shorter than the header.
+fn box_header(bytes: &[u8], to_end: u64) -> Option<([u8; 4], u64, u64)> {
+    let kind: [u8; 4] = bytes.get(4..8)?.try_into().ok()?;
+    let (header, size) = match u32_at(bytes, 0)? {
+        1 => (16, u64::from_be_bytes(bytes.get(8..16)?.try_into().ok()?)),
+        0 => (8, to_end),
+        size => (8, size as u64),
+    };
+    (size >= header).then_some((kind, header, size))
+}
+
 /// The boxes directly in `data`: (type, body).
 fn boxes(data: &[u8]) -> impl Iterator<Item = ([u8; 4], &[u8])> {
     let mut rest = data;
     std::iter::from_fn(move || {
-        let size = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
-        let kind: [u8; 4] = rest.get(4..8)?.try_into().ok()?;
-        let (header, size) = match size {
-            1 => (
-                16,
-                u64::from_be_bytes(rest.get(8..16)?.try_into().ok()?) as usize,
-            ),
-            0 => (8, rest.len()),
-            size => (8, size),
-        };
-        let body = rest.get(header..size)?;
-        rest = &rest[size..];
+        let (kind, header, size) = box_header(rest, rest.len() as u64)?;
+        let body = rest.get(header as usize..size as usize)?;
+        rest = &rest[size as usize..];
         Some((kind, body))
     })
 }
@@ -202,5 +199,31 @@ mod tests {
         assert_eq!(start_of(&[long]).unwrap().frames(48000), 1024);
         assert_eq!(start_of(&[trak(b"soun", 0, 44100, None)]), None);
         assert_eq!(start_of(&[trak(b"vide", 0, 44100, Some(&[(1, 5)]))]), None);
+    }
+
+    #[test]
+    fn a_box_larger_than_the_file_ends_the_walk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("corrupt.m4a");
+        for kind in [b"moov", b"mdat"] {
+            // A 64-bit size far past the end: not allocated, not added to the position.
+            let mut huge = 1u32.to_be_bytes().to_vec();
+            huge.extend_from_slice(kind);
+            huge.extend(u64::MAX.to_be_bytes());
+            let sound = trak(b"soun", 0, 44100, Some(&[(1000, 1024)]));
+            let file = [
+                mp4_box(b"ftyp", b"M4A \0\0\0\0"),
+                huge,
+                mp4_box(b"moov", &sound),
+            ]
+            .concat();
+            std::fs::write(&path, file).unwrap();
+            assert_eq!(
+                audio_start(&path),
+                None,
+                "{}",
+                String::from_utf8_lossy(kind)
+            );
+        }
     }
 }
