@@ -1,6 +1,8 @@
 //! A folder per speaker: `<root>/<speaker>/<clip>.{wav,flac,...}`, each clip's transcript in
 //! `<clip>.txt` or `<clip>.lab` beside it (Montreal Forced Aligner's layout).
 
+use std::collections::HashSet;
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
 use super::{Imported, Line};
@@ -25,10 +27,16 @@ pub fn read(root: &Path) -> Result<Imported, String> {
             .into_iter()
             .filter(|p| p.is_file())
             .collect();
+        // A set, not a scan per transcript: a speaker's folder may hold tens of thousands.
+        let clip_stems: HashSet<&OsStr> = files
+            .iter()
+            .filter(|f| is_audio_file(f))
+            .filter_map(|f| f.file_stem())
+            .collect();
         for transcript in files.iter().filter(|p| is_transcript(p)) {
-            if !files
-                .iter()
-                .any(|f| is_audio_file(f) && f.file_stem() == transcript.file_stem())
+            if !transcript
+                .file_stem()
+                .is_some_and(|stem| clip_stems.contains(stem))
             {
                 out.skipped.push(format!(
                     "{}: a transcript with no audio clip of the same name beside it",
