@@ -26,6 +26,7 @@ pub mod report;
 pub mod rng;
 pub mod run_dir;
 pub mod run_lock;
+pub mod speaker;
 pub mod stop;
 pub mod sweep;
 pub mod train;

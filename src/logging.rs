@@ -1,20 +1,23 @@
 //! What `--log-level` means: our own events at the asked level, and the GPU stack's crates
 //! (cubecl, wgpu, naga, burn) at `warn` unless the user asks for `debug` or `trace`, so a
-//! default run prints no per-kernel autotune or shader lines.
+//! default run prints no per-kernel autotune or shader lines. The audio decoders (symphonia)
+//! stay at `error`: an MP3 read from a seek point warns on every frame whose bit reservoir lies
+//! before it ("invalid main_data_begin"), which is expected, not a fault of the file.
 
 /// The `tracing` filter for `--log-level LEVEL`: a bare level keeps third-party crates at `warn`
 /// (or quieter, for `error`); `debug`/`trace` open every crate; a directive with `=` or `,`
 /// (RUST_LOG syntax) is taken as written.
 pub fn filter_directives(level: &str) -> String {
+    const QUIET_DECODERS: &str = "symphonia=error";
     let level = level.trim();
     if level.contains('=') || level.contains(',') {
         return level.to_string();
     }
     match level.to_ascii_lowercase().as_str() {
         "error" | "off" => level.to_ascii_lowercase(),
-        "warn" => "warn".into(),
+        "warn" => format!("warn,{QUIET_DECODERS}"),
         "debug" | "trace" => level.to_ascii_lowercase(),
-        other => format!("warn,arp_train={other}"),
+        other => format!("warn,{QUIET_DECODERS},arp_train={other}"),
     }
 }
 
@@ -24,8 +27,11 @@ mod tests {
 
     #[test]
     fn third_party_crates_stay_at_warn_unless_asked() {
-        assert_eq!(filter_directives("info"), "warn,arp_train=info");
-        assert_eq!(filter_directives("warn"), "warn");
+        assert_eq!(
+            filter_directives("info"),
+            "warn,symphonia=error,arp_train=info"
+        );
+        assert_eq!(filter_directives("warn"), "warn,symphonia=error");
         assert_eq!(filter_directives("error"), "error");
         assert_eq!(filter_directives("debug"), "debug");
         assert_eq!(

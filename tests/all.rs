@@ -23,6 +23,7 @@ mod pipeline;
 mod prepare;
 mod recipes;
 mod samples;
+mod speaker_encoders;
 mod speech_tokenizer;
 mod tensorboard;
 mod train_decoder;

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::common::{arp_train_env, repo, speaker_encoder_weights, text, tiny_run_args};
+use crate::common::{arp_train_env, campplus_weights, repo, text, tiny_run_args};
 
 fn episodes() -> std::path::PathBuf {
     repo().join("data/tiny-lab-episodes")
@@ -26,8 +26,8 @@ fn build_from(episodes: &Path, enroll: &Path, out: &Path) -> std::process::Outpu
         &enroll.display().to_string(),
         "--out",
         &out.display().to_string(),
-        "--speaker-encoder",
-        &speaker_encoder_weights().display().to_string(),
+        "--speaker-encoder-weights",
+        &campplus_weights().display().to_string(),
     ]
     .map(String::from)
     .to_vec();
@@ -135,7 +135,11 @@ fn episodes_become_a_manifest_the_tiny_recipe_trains_on() {
 
     // A rerun reads the cached embeddings and writes the same manifest.
     let before = std::fs::read(out.join("manifest.jsonl")).unwrap();
-    assert!(std::fs::read_dir(out.join("cache")).unwrap().count() == 2);
+    let episode_caches = std::fs::read_dir(out.join("cache"))
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().file_name() != "enrollment.json")
+        .count();
+    assert_eq!(episode_caches, 2);
     let rerun = build(&out);
     assert!(rerun.status.success(), "{}", text(&rerun.stderr));
     assert_eq!(std::fs::read(out.join("manifest.jsonl")).unwrap(), before);
@@ -223,4 +227,222 @@ fn a_two_speaker_subtitle_is_context_only() {
         context[0]["text"],
         "Good morning. The coffee machine has achieved sentience. - Does it still make coffee?"
     );
+}
+
+/// The bundled sample built once more into `out` from a copy of its episodes in `dir`, each
+/// episode's audio replaced by `transform` of it (as 16-bit WAV), subtitles unchanged.
+fn build_transformed(dir: &Path, transform: impl Fn(Vec<f32>) -> Vec<f32>) -> std::path::PathBuf {
+    let copy = dir.join("episodes");
+    std::fs::create_dir_all(&copy).unwrap();
+    for (media, subtitles) in [("s02e01.m4a", "s02e01.srt"), ("s02e02.ogg", "s02e02.ass")] {
+        let audio = arp_train::audio::read::read_mono(&episodes().join(media), None).unwrap();
+        let stem = media.split('.').next().unwrap();
+        let scaled = arp_train::audio::Audio {
+            samples: transform(audio.samples),
+            rate: audio.rate,
+        };
+        let wav = copy.join(format!("{stem}.wav"));
+        arp_train::audio::wav::write_mono_i16(&wav, &scaled).unwrap();
+        std::fs::copy(episodes().join(subtitles), copy.join(subtitles)).unwrap();
+    }
+    let enroll = std::fs::read_to_string(episodes().join("enroll.yaml"))
+        .unwrap()
+        .replace(
+            "../tiny-lab/",
+            &format!("{}/", repo().join("data/tiny-lab").display()),
+        );
+    std::fs::write(dir.join("enroll.yaml"), enroll).unwrap();
+    let out = dir.join("built");
+    let run = build_from(&copy, &dir.join("enroll.yaml"), &out);
+    assert!(run.status.success(), "{}", text(&run.stderr));
+    out
+}
+
+fn speakers(out: &Path) -> HashMap<String, String> {
+    json_lines(&out.join("manifest.jsonl"))
+        .iter()
+        .map(|l| {
+            (
+                l["id"].as_str().unwrap().to_string(),
+                l["speaker"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A quiet mix (speech at -49 dBFS RMS) and a loud one (peaks at 0 dBFS) keep every line the
+/// normal mix keeps, with the same speakers: silence is judged against the episode's own level,
+/// and clipping means flat runs at full scale, not a peak that touches it.
+#[test]
+fn quiet_and_loud_mixes_keep_their_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let normal = build_transformed(&dir.path().join("normal"), |s| s);
+    let rms =
+        |s: &[f32]| (s.iter().map(|x| (*x as f64).powi(2)).sum::<f64>() / s.len() as f64).sqrt();
+    let quiet = build_transformed(&dir.path().join("quiet"), |s| {
+        // The speech's level: RMS over the samples above a tenth of the peak.
+        let peak = s.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let speech: Vec<f32> = s
+            .iter()
+            .copied()
+            .filter(|x| x.abs() > peak / 10.0)
+            .collect();
+        let gain = 10f64.powf(-49.0 / 20.0) / rms(&speech);
+        s.iter().map(|x| (*x as f64 * gain) as f32).collect()
+    });
+    let loud = build_transformed(&dir.path().join("loud"), |s| {
+        let peak = s.iter().fold(0f32, |m, x| m.max(x.abs()));
+        s.iter().map(|x| x / peak).collect()
+    });
+    let kept = speakers(&normal);
+    assert!(kept.len() >= 30, "{kept:?}");
+    for (mix, out) in [("quiet", &quiet), ("loud", &loud)] {
+        let report: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap())
+                .unwrap();
+        assert_eq!(report["rejected"], serde_json::json!({}), "{mix}: {report}");
+        assert_eq!(speakers(out), kept, "{mix}");
+    }
+}
+
+/// Listen and correct: report.html offers the least certain lines with players and a speaker
+/// choice; a corrections file (a line to another character, one to `other`, one rejected) is
+/// applied by a rerun from the cache in seconds, and a bad one is refused naming its line.
+#[test]
+fn corrections_rerun_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("built");
+    let first = build(&out);
+    assert!(first.status.success(), "{}", text(&first.stderr));
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    let players = html.matches("<audio controls").count();
+    assert!(players >= 10, "{players} players");
+    let clip = html
+        .split("src=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    assert!(out.join(clip).is_file(), "{clip}");
+    assert!(
+        html.contains("<select data-id=\"s02e01-"),
+        "a speaker choice per line"
+    );
+    assert!(!html.contains("<script>alert"), "subtitle text is escaped");
+
+    let before = speakers(&out);
+    let (to_bram, to_other, rejected) = ("s02e01-0001", "s02e01-0003", "s02e02-0002");
+    assert_eq!(before[to_bram], "ada");
+    std::fs::write(
+        out.join("corrections.yaml"),
+        format!("{to_bram}: Bram\n{to_other}: other\n{rejected}: reject\n"),
+    )
+    .unwrap();
+    let started = std::time::Instant::now();
+    let rerun = build(&out);
+    let seconds = started.elapsed().as_secs_f64();
+    let stdout = text(&rerun.stdout);
+    assert!(rerun.status.success(), "{}", text(&rerun.stderr));
+    println!("corrections rerun: {seconds:.2} s\n{stdout}");
+    assert!(seconds < 5.0, "{seconds} s");
+    assert!(stdout.contains("corrections applied: 3"), "{stdout}");
+    let after = speakers(&out);
+    assert_eq!(after[to_bram], "bram");
+    assert!(!after.contains_key(to_other) && !after.contains_key(rejected));
+    let rejections = json_lines(&out.join("rejected.jsonl"));
+    assert!(rejections
+        .iter()
+        .any(|r| r["id"] == rejected && r["reason"] == "rejected_by_correction"));
+    // Everything else stays as it was.
+    let unchanged = before
+        .iter()
+        .filter(|(id, _)| ![to_bram, to_other, rejected].contains(&id.as_str()))
+        .all(|(id, speaker)| after.get(id) == Some(speaker));
+    assert!(unchanged, "{before:?}\n{after:?}");
+
+    std::fs::write(
+        out.join("corrections.yaml"),
+        "s02e01-0001: bram\ns02e01-9999: ada\n",
+    )
+    .unwrap();
+    let bad = build(&out);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = text(&bad.stderr);
+    assert!(
+        stderr.contains("corrections.yaml:2: no subtitle line `s02e01-9999`"),
+        "{stderr}"
+    );
+}
+
+/// An MP3 episode decodes from seek points whose bit reservoir lies in the frames before:
+/// symphonia warns on each, which is expected; a default run prints none of it.
+#[test]
+fn an_mp3_episode_prints_no_decoder_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("episodes");
+    std::fs::create_dir_all(&copy).unwrap();
+    let encoded = std::process::Command::new("ffmpeg")
+        .args(["-v", "error", "-nostdin", "-i"])
+        .arg(episodes().join("s02e01.m4a"))
+        .args(["-c:a", "libmp3lame", "-b:a", "64k"])
+        .arg(copy.join("s02e01.mp3"))
+        .status()
+        .expect("ffmpeg (installed by .ci/run) encodes the MP3 episode");
+    assert!(encoded.success());
+    std::fs::copy(episodes().join("s02e01.srt"), copy.join("s02e01.srt")).unwrap();
+    let enroll = std::fs::read_to_string(episodes().join("enroll.yaml"))
+        .unwrap()
+        .replace(
+            "../tiny-lab/",
+            &format!("{}/", repo().join("data/tiny-lab").display()),
+        );
+    std::fs::write(dir.path().join("enroll.yaml"), enroll).unwrap();
+    let run = build_from(
+        &copy,
+        &dir.path().join("enroll.yaml"),
+        &dir.path().join("built"),
+    );
+    let stderr = text(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(!stderr.contains("main_data_begin"), "{stderr}");
+    assert!(!stderr.contains("WARN"), "{stderr}");
+    assert!(speakers(&dir.path().join("built")).len() >= 15);
+}
+
+/// The speaker encoder's weights are found in the user data directory whatever the working
+/// directory; without them the command says how to fetch them (exit 2).
+#[test]
+fn the_speaker_encoder_is_found_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data-dir");
+    let encoders = data.join("speaker-encoders");
+    std::fs::create_dir_all(&encoders).unwrap();
+    let elsewhere = dir.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    let run = |data_dir: &Path| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_arp-train"))
+            .args(["build-data", "--episodes"])
+            .arg(episodes())
+            .arg("--enroll")
+            .arg(episodes().join("enroll.yaml"))
+            .arg("--out")
+            .arg(dir.path().join("built"))
+            .current_dir(&elsewhere)
+            .env("ARP_TRAIN_DATA", data_dir)
+            .env_remove("ARP_CAMPPLUS")
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap()
+    };
+    let missing = run(&data);
+    let stderr = text(&missing.stderr);
+    assert_eq!(missing.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("python3 tools/data/campplus_weights.py")
+            && stderr.contains(&encoders.join("campplus.safetensors").display().to_string()),
+        "{stderr}"
+    );
+    std::fs::copy(campplus_weights(), encoders.join("campplus.safetensors")).unwrap();
+    let found = run(&data);
+    assert!(found.status.success(), "{}", text(&found.stderr));
+    assert!(dir.path().join("built/manifest.jsonl").is_file());
 }

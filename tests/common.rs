@@ -17,33 +17,52 @@ pub fn arp_train(cwd: &Path, args: &[&str]) -> Output {
         .expect("the arp-train binary runs")
 }
 
-/// The speaker encoder's weights (ARP-Eval), at the path `arp-train eval` reads by default.
-/// Missing ones are fetched once per test run with tools/data/resemblyzer_weights.py (Python's
-/// standard library and pip; PyPI must be reachable), so `cargo test` needs no setup step.
-pub fn speaker_encoder_weights() -> PathBuf {
-    static FETCH: std::sync::Once = std::sync::Once::new();
-    let path = repo().join(arp_train::eval::speaker::DEFAULT_WEIGHTS);
-    FETCH.call_once(|| {
+/// The speaker encoders' weights, fetched once per test run into the checkout's `models/` (git-
+/// ignored) with their tools/data scripts (Python's standard library and pip; PyPI must be
+/// reachable), so `cargo test` needs no setup step. Tests pass these paths explicitly.
+fn fetched_weights(script: &str, relative: &str, once: &'static std::sync::Once) -> PathBuf {
+    let path = repo().join(relative);
+    once.call_once(|| {
         if path.is_file() {
             return;
         }
-        eprintln!(
-            "fetching the speaker encoder's weights: python3 tools/data/resemblyzer_weights.py"
-        );
+        eprintln!("fetching speaker-encoder weights: python3 tools/data/{script}");
         let out = Command::new("python3")
-            .arg("tools/data/resemblyzer_weights.py")
+            .arg(format!("tools/data/{script}"))
+            .arg("--out")
+            .arg(&path)
             .current_dir(repo())
             .output()
-            .expect("python3 runs tools/data/resemblyzer_weights.py");
+            .expect("python3 runs the weights script");
         assert!(
             out.status.success(),
-            "tools/data/resemblyzer_weights.py failed:\n{}{}",
+            "tools/data/{script} failed:\n{}{}",
             text(&out.stdout),
             text(&out.stderr)
         );
     });
     assert!(path.is_file(), "{} is missing", path.display());
     path
+}
+
+/// Resemblyzer's weights (ARP-Eval's Acoustic Personalization).
+pub fn speaker_encoder_weights() -> PathBuf {
+    static FETCH: std::sync::Once = std::sync::Once::new();
+    fetched_weights(
+        "resemblyzer_weights.py",
+        arp_train::speaker::weights::LEGACY_RESEMBLYZER,
+        &FETCH,
+    )
+}
+
+/// CAM++'s weights (build-data's speaker encoder).
+pub fn campplus_weights() -> PathBuf {
+    static FETCH: std::sync::Once = std::sync::Once::new();
+    fetched_weights(
+        "campplus_weights.py",
+        "models/campplus/campplus.safetensors",
+        &FETCH,
+    )
 }
 
 pub fn text(bytes: &[u8]) -> String {

@@ -104,8 +104,9 @@ fn eval_tells_the_character_from_another_voice_and_writes_its_report() {
 
     // The recipe's real held-out clip of Ada, against her training clips; content judged by
     // the stub from the real lines.
+    let campplus = crate::common::campplus_weights().display().to_string();
     let mut args = recipe.to_vec();
-    args.extend(["--judge", &judge]);
+    args.extend(["--judge", &judge, "--campplus-weights", &campplus]);
     let out = eval(&args, &[("ARP_TEST_JUDGE_KEY", "test-key")]);
     let stdout = text(&out.stdout);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -121,6 +122,14 @@ fn eval_tells_the_character_from_another_voice_and_writes_its_report() {
         .as_f64()
         .unwrap();
     assert!(real_ap > 0.8, "real Ada vs Ada: {real_ap}");
+    // CAM++'s similarity beside Resemblyzer's AP.
+    assert!(
+        stdout.contains("CAM++: cosine to character centroid"),
+        "{stdout}"
+    );
+    let real_cam = real["summary"]["candidates"]["campplus_centroid"]["mean"]
+        .as_f64()
+        .unwrap();
     for key in ["wada_snr_db", "hnr_db", "spectral_flatness"] {
         assert!(real["candidates"][0][key].is_number(), "{key}: {real}");
     }
@@ -160,6 +169,8 @@ fn eval_tells_the_character_from_another_voice_and_writes_its_report() {
         bram.to_str().unwrap(),
         "--out",
         bram_out.to_str().unwrap(),
+        "--campplus-weights",
+        &campplus,
     ]);
     let out = eval(&args, &[]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -169,6 +180,13 @@ fn eval_tells_the_character_from_another_voice_and_writes_its_report() {
         .unwrap();
     println!("AP to Ada's centroid: Ada's held-out clip {real_ap:.3}, Bram's clips {other_ap:.3}");
     assert!(other_ap < real_ap - 0.2, "{other_ap} vs {real_ap}");
+    let other_cam = other["summary"]["candidates"]["campplus_centroid"]["mean"]
+        .as_f64()
+        .unwrap();
+    println!(
+        "CAM++ to Ada's centroid: Ada's held-out clip {real_cam:.3}, Bram's clips {other_cam:.3}"
+    );
+    assert!(other_cam < real_cam - 0.2, "{other_cam} vs {real_cam}");
     assert_eq!(other["candidates"].as_array().unwrap().len(), 2);
 
     // Offline: the judge is skipped with the reason, the acoustic scores stand.

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 
 use arp_train::audio::read;
 use arp_train::eval::quality;
-use arp_train::eval::speaker::{cosine, SpeakerEncoder};
+use arp_train::speaker::cosine;
+use arp_train::speaker::resemblyzer::Resemblyzer;
 use burn::backend::NdArray;
 use burn::tensor::backend::Backend;
 use serde_json::Value;
@@ -25,8 +26,8 @@ fn rows<'a>(r: &'a Value, key: &str) -> &'a Vec<Value> {
     r[key].as_array().unwrap()
 }
 
-fn encoder() -> SpeakerEncoder<NdArray<f32>> {
-    SpeakerEncoder::load(
+fn encoder() -> Resemblyzer<NdArray<f32>> {
+    Resemblyzer::load(
         &crate::common::speaker_encoder_weights(),
         &Default::default(),
     )
@@ -43,7 +44,7 @@ fn speaker_embeddings_match_resemblyzer() {
 pub fn speaker_parity_on<B: Backend>(device: &B::Device) -> f64 {
     let r = reference();
     let encoder =
-        SpeakerEncoder::<B>::load(&crate::common::speaker_encoder_weights(), device).unwrap();
+        Resemblyzer::<B>::load(&crate::common::speaker_encoder_weights(), device).unwrap();
     let mut worst = 1.0f64;
     for clip in rows(&r, "clips") {
         let path = repo().join(clip["path"].as_str().unwrap());

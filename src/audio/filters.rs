@@ -49,8 +49,15 @@ impl fmt::Display for Rejection {
 #[derive(Clone, Copy, Debug)]
 pub struct Levels {
     pub rms_dbfs: f64,
+    /// Share of samples inside runs of at least [`CLIPPED_RUN`] consecutive samples at or above
+    /// the clip level.
     pub clipped_fraction: f64,
 }
+
+/// Consecutive samples at full scale that make clipping. A mastered track touches full scale
+/// on single samples (peak normalization, a limiter's ceiling) without distortion; a clipped
+/// one stays there, flat-topped, for several.
+pub const CLIPPED_RUN: usize = 3;
 
 pub fn levels(audio: &Audio, clip_level: f64) -> Levels {
     let n = audio.samples.len().max(1) as f64;
@@ -60,15 +67,24 @@ pub fn levels(audio: &Audio, clip_level: f64) -> Levels {
         .map(|&x| (x as f64) * (x as f64))
         .sum::<f64>()
         / n;
-    let clipped = audio
-        .samples
-        .iter()
-        .filter(|&&x| (x as f64).abs() >= clip_level)
-        .count() as f64
-        / n;
+    let mut clipped = 0usize;
+    let mut run = 0usize;
+    for &x in &audio.samples {
+        if (x as f64).abs() >= clip_level {
+            run += 1;
+        } else {
+            if run >= CLIPPED_RUN {
+                clipped += run;
+            }
+            run = 0;
+        }
+    }
+    if run >= CLIPPED_RUN {
+        clipped += run;
+    }
     Levels {
         rms_dbfs: 10.0 * energy.max(1e-20).log10(),
-        clipped_fraction: clipped,
+        clipped_fraction: clipped as f64 / n,
     }
 }
 
@@ -107,7 +123,7 @@ pub fn check(audio: &Audio, text: &str, f: &QualityFilters) -> Result<(), (Rejec
         return Err((
             Rejection::Clipped,
             format!(
-                "{:.4} of samples at full scale > max_clipped_fraction {}",
+                "{:.4} of samples in flat runs at full scale > max_clipped_fraction {}",
                 l.clipped_fraction, f.max_clipped_fraction
             ),
         ));
@@ -116,4 +132,28 @@ pub fn check(audio: &Audio, text: &str, f: &QualityFilters) -> Result<(), (Rejec
         return Err((Rejection::EmptyText, "transcript is empty".into()));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clipping_is_a_run_at_full_scale_not_a_touch() {
+        let audio = |samples: Vec<f32>| Audio {
+            samples,
+            rate: 16_000,
+        };
+        // A peak-normalized master: single samples at full scale, twice.
+        let mut touched = vec![0.3f32; 1000];
+        touched[100] = 1.0;
+        touched[500] = -1.0;
+        touched[501] = -1.0;
+        assert_eq!(levels(&audio(touched), 0.999).clipped_fraction, 0.0);
+        // Flat tops of 3 and 5 samples, one at the end.
+        let mut flat = vec![0.3f32; 1000];
+        flat[10..13].fill(1.0);
+        flat[995..].fill(-1.0);
+        assert_eq!(levels(&audio(flat), 0.999).clipped_fraction, 8.0 / 1000.0);
+    }
 }

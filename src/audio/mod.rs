@@ -3,6 +3,7 @@
 
 pub mod compressed;
 pub mod error;
+pub mod fbank;
 pub mod ffmpeg;
 pub mod filters;
 pub mod mel;

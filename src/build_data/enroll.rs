@@ -97,3 +97,71 @@ pub fn read(path: &Path) -> Result<Enrollment, String> {
         characters,
     })
 }
+
+/// Under the cache directory: the enrollment clips' embeddings.
+const CACHE: &str = "enrollment.json";
+
+#[derive(serde::Serialize, Deserialize, Default)]
+struct EmbeddingCache {
+    encoder: String,
+    /// "path|start|end|bytes|modified" -> embedding.
+    clips: BTreeMap<String, Vec<f32>>,
+}
+
+fn clip_key(clip: &Clip) -> String {
+    let meta = std::fs::metadata(&clip.audio).ok();
+    let modified = meta
+        .as_ref()
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!(
+        "{}|{:?}|{}|{modified}",
+        clip.audio.display(),
+        clip.segment,
+        meta.map_or(0, |m| m.len())
+    )
+}
+
+/// Each character's enrollment clips embedded with `embed` (cached under `out`'s cache
+/// directory for `encoder`, so a rerun decodes nothing).
+pub fn embed(
+    enrollment: &Enrollment,
+    out: &Path,
+    encoder: &str,
+    embed: &dyn Fn(&crate::audio::Audio) -> crate::speaker::Utterance,
+) -> Result<Vec<crate::build_data::assign::Voice>, String> {
+    let path = out.join(super::cache::DIR).join(CACHE);
+    let mut cache: EmbeddingCache = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .filter(|c: &EmbeddingCache| c.encoder == encoder)
+        .unwrap_or_else(|| EmbeddingCache {
+            encoder: encoder.to_string(),
+            clips: BTreeMap::new(),
+        });
+    let mut voices = Vec::new();
+    for (name, clips) in &enrollment.characters {
+        let mut embeddings = Vec::new();
+        for clip in clips {
+            let key = clip_key(clip);
+            if let Some(e) = cache.clips.get(&key) {
+                embeddings.push(e.clone());
+                continue;
+            }
+            let audio = crate::audio::read::read_mono(&clip.audio, clip.segment)
+                .map_err(|e| format!("enrollment clip {}: {e}", clip.audio.display()))?;
+            let e = embed(&audio).embedding;
+            cache.clips.insert(key, e.clone());
+            embeddings.push(e);
+        }
+        voices.push(crate::build_data::assign::Voice {
+            name: name.clone(),
+            clips: embeddings,
+        });
+    }
+    let json = serde_json::to_vec(&cache).map_err(|e| e.to_string())?;
+    crate::atomic::write(&path, &json)
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(voices)
+}

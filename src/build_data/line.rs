@@ -3,10 +3,10 @@
 use std::path::PathBuf;
 
 use super::assign::Assignment;
+use super::corrections::Verdict;
 use super::subtitles::Cue;
 
-/// The label of lines no enrolled character clears the thresholds for.
-pub const OTHER: &str = "other";
+pub use super::assign::OTHER;
 
 /// Assignment of a line: the character, or `OTHER`.
 pub fn label(assignment: &Assignment) -> &str {
@@ -23,6 +23,8 @@ pub struct Line {
     pub end: f64,
     pub rejection: Option<(String, String)>,
     pub assignment: Option<Assignment>,
+    /// A person's verdict from the corrections file.
+    pub correction: Option<Verdict>,
     pub scene: usize,
 }
 

@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use super::assign::Thresholds;
-use super::enroll::Clip;
+use super::assign::Calibration;
+use super::filters::LineFilters;
 use super::line::{label, Line, OTHER};
+use super::scores::{self, Scores, Truth};
 use crate::data::speaker_names;
 
 /// The manifest build-data writes under its output directory.
@@ -18,6 +19,7 @@ pub const MANIFEST: &str = "manifest.jsonl";
 
 pub const REPORT_JSON: &str = "report.json";
 pub const REPORT_MD: &str = "report.md";
+pub const REPORT_HTML: &str = "report.html";
 pub const REJECTED: &str = "rejected.jsonl";
 /// Least certain assigned lines listed in the report.
 const LOW_CONFIDENCE_SAMPLE: usize = 20;
@@ -56,19 +58,27 @@ pub struct Uncertain {
     pub nearest: String,
     pub similarity: f64,
     pub margin: f64,
+    pub confidence: f64,
 }
 
 #[derive(Serialize)]
 pub struct Report {
     pub episodes: usize,
     pub lines: usize,
+    pub speaker_encoder: String,
     pub characters: BTreeMap<String, Share>,
     pub other: Share,
     pub rejected: BTreeMap<String, usize>,
-    pub similarity_threshold: f64,
-    pub margin_threshold: f64,
+    /// How the thresholds were chosen, and what the assignment rounds found.
+    pub calibration: Calibration,
+    pub filters: LineFilters,
+    pub corrections_applied: usize,
     pub similarity_histogram: Vec<Bin>,
     pub subtitle_names: NameAgreement,
+    /// Per character, against the subtitles' speaker names (when some lines carry one).
+    pub subtitle_name_scores: Option<Scores>,
+    /// Per character, against `--truth`.
+    pub truth_scores: Option<Scores>,
     pub low_confidence: Vec<Uncertain>,
 }
 
@@ -79,8 +89,11 @@ fn hours(line: &Line) -> f64 {
 impl Report {
     pub fn new(
         lines: &[Line],
-        characters: &[(String, Vec<Clip>)],
-        thresholds: &Thresholds,
+        characters: &[String],
+        calibration: Calibration,
+        filters: &LineFilters,
+        speaker_encoder: &str,
+        truth: Option<(&str, &Truth)>,
     ) -> Report {
         let mut report = Report {
             episodes: lines
@@ -89,14 +102,16 @@ impl Report {
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
             lines: lines.len(),
+            speaker_encoder: speaker_encoder.to_string(),
             characters: characters
                 .iter()
-                .map(|(name, _)| (name.clone(), Share::default()))
+                .map(|name| (name.clone(), Share::default()))
                 .collect(),
             other: Share::default(),
             rejected: BTreeMap::new(),
-            similarity_threshold: thresholds.similarity,
-            margin_threshold: thresholds.margin,
+            calibration,
+            filters: *filters,
+            corrections_applied: lines.iter().filter(|l| l.correction.is_some()).count(),
             similarity_histogram: (0..20)
                 .map(|i| Bin {
                     from: i as f64 * 0.05,
@@ -106,6 +121,12 @@ impl Report {
                 })
                 .collect(),
             subtitle_names: NameAgreement::default(),
+            subtitle_name_scores: scores::score(lines, characters, "subtitle names", |l| {
+                l.cue.name.clone()
+            }),
+            truth_scores: truth.and_then(|(name, truth)| {
+                scores::score(lines, characters, name, |l| truth.get(&l.id()).cloned())
+            }),
             low_confidence: Vec::new(),
         };
         let mut uncertain: Vec<&Line> = Vec::new();
@@ -129,8 +150,8 @@ impl Report {
             if let Some(name) = &line.cue.name {
                 let expected = characters
                     .iter()
-                    .find(|(c, _)| speaker_names::same(c, name))
-                    .map_or(OTHER, |(c, _)| c.as_str());
+                    .find(|c| speaker_names::same(c, name))
+                    .map_or(OTHER, |c| c.as_str());
                 report.subtitle_names.named += 1;
                 if expected == label(a) {
                     report.subtitle_names.agree += 1;
@@ -138,13 +159,13 @@ impl Report {
                     report.subtitle_names.disagree += 1;
                 }
             }
-            if a.character.is_some() {
+            if a.character.is_some() && line.correction.is_none() {
                 uncertain.push(line);
             }
         }
         uncertain.sort_by(|a, b| {
-            let m = |l: &Line| l.assignment.as_ref().map_or(0.0, |a| a.margin);
-            m(a).total_cmp(&m(b))
+            let c = |l: &Line| l.assignment.as_ref().map_or(0.0, |a| a.confidence);
+            c(a).total_cmp(&c(b))
         });
         report.low_confidence = uncertain
             .into_iter()
@@ -153,7 +174,7 @@ impl Report {
                 let a = l.assignment.as_ref().expect("assigned lines only");
                 Uncertain {
                     id: l.id(),
-                    episode: l.episode.display().to_string(),
+                    episode: l.episode_name.clone(),
                     start: round3(l.start),
                     end: round3(l.end),
                     text: l.cue.text.clone(),
@@ -161,6 +182,7 @@ impl Report {
                     nearest: a.nearest.clone(),
                     similarity: round3(a.similarity),
                     margin: round3(a.margin),
+                    confidence: round3(a.confidence),
                 }
             })
             .collect();
@@ -181,7 +203,7 @@ impl Report {
         for line in lines {
             if let Some((reason, detail)) = &line.rejection {
                 let row = serde_json::json!({
-                    "id": line.id(), "episode": line.episode, "start": round3(line.start),
+                    "id": line.id(), "episode": relative_to(&line.episode, out), "start": round3(line.start),
                     "end": round3(line.end), "text": line.cue.text, "reason": reason, "detail": detail,
                 });
                 rejected.extend(serde_json::to_vec(&row).map_err(|e| e.to_string())?);
@@ -222,6 +244,19 @@ impl Report {
             false => format!(" ({})", reasons.join(", ")),
         };
         let _ = writeln!(s, "  rejected     {rejected:>6} lines{reasons}");
+        let c = &self.calibration;
+        let _ = writeln!(
+            s,
+            "speaker encoder {}; a line is a character's at similarity {:.3} or more, {:.2} ahead of any other voice ({}); {} other voices found",
+            self.speaker_encoder,
+            c.threshold,
+            c.margin,
+            c.threshold_source,
+            c.competitor_groups.len()
+        );
+        if self.corrections_applied > 0 {
+            let _ = writeln!(s, "corrections applied: {}", self.corrections_applied);
+        }
         let n = &self.subtitle_names;
         if n.named > 0 {
             let _ = writeln!(
@@ -233,16 +268,58 @@ impl Report {
                 n.disagree
             );
         }
+        if let Some(scores) = &self.truth_scores {
+            s.push_str(&scores.table());
+        }
         s
     }
 
     fn markdown(&self) -> String {
         let mut s = String::from("# build-data report\n\n```\n");
         s.push_str(&self.summary());
+        let c = &self.calibration;
+        let _ = writeln!(s, "```\n\n## How lines were assigned\n");
         let _ = writeln!(
             s,
-            "```\n\nA line goes to its nearest enrolled voice when the cosine similarity is at least {} and leads the runner-up by at least {}; else to `{OTHER}`.\n\n## Similarity to the nearest voice\n\n| similarity | assigned | other |\n|---|---|---|",
-            self.similarity_threshold, self.margin_threshold
+            "Speaker encoder: {}. Each character's voice starts as the centroid of its enrollment clips and grows, round by round, with the lines as alike to it as the clips are to each other (at least {:.3}). Lines that sound like no character and form groups (at least 5 lines alike) are voices of their own. A line goes to a character when that character's voice is its nearest, at similarity {:.3} or more, {:.2} ahead of the runner-up voice; else to `{OTHER}`.\n",
+            self.speaker_encoder, c.anchor_level, c.threshold, c.margin
+        );
+        let _ = writeln!(s, "- threshold: {}", c.threshold_source);
+        for (name, sim) in &c.enrollment_similarity {
+            let sim = sim.map_or("one clip".to_string(), |v| format!("{v:.3}"));
+            let _ = writeln!(s, "- `{name}`: enrollment clips alike at {sim}");
+        }
+        let _ = writeln!(
+            s,
+            "- {} rounds; lines joined to the enrollment: {}",
+            c.rounds,
+            c.anchors
+                .iter()
+                .map(|(n, k)| format!("{n} {k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let _ = writeln!(
+            s,
+            "- other voices found: {} (lines: {:?})",
+            c.competitor_groups.len(),
+            c.competitor_groups
+        );
+        let f = &self.filters;
+        let _ = writeln!(
+            s,
+            "- filters: {}-{} s, silent under the episode's median line level by {} dB, clipped above {} of samples in flat runs at full scale, at least {} s of speech",
+            f.min_seconds, f.max_seconds, f.quiet_db, f.max_clipped_fraction, f.min_voiced_seconds
+        );
+        for scores in [&self.subtitle_name_scores, &self.truth_scores]
+            .into_iter()
+            .flatten()
+        {
+            let _ = writeln!(s, "\n## Precision and recall\n\n```\n{}```", scores.table());
+        }
+        let _ = writeln!(
+            s,
+            "\n## Similarity to the nearest character's voice\n\n| similarity | assigned | other |\n|---|---|---|"
         );
         for bin in self
             .similarity_histogram
@@ -257,16 +334,25 @@ impl Report {
         }
         let _ = writeln!(
             s,
-            "\n## Least certain assigned lines (listen to these)\n\n| id | time | assigned | similarity | margin | text |\n|---|---|---|---|---|---|"
+            "\n## Least certain assigned lines (listen to these: {REPORT_HTML})\n\n| id | time | assigned | similarity | margin | text |\n|---|---|---|---|---|---|"
         );
         for u in &self.low_confidence {
             let _ = writeln!(
                 s,
                 "| {} | {:.2}-{:.2} s | {} | {:.3} | {:.3} | {} |",
-                u.id, u.start, u.end, u.assigned, u.similarity, u.margin, u.text
+                u.id,
+                u.start,
+                u.end,
+                u.assigned,
+                u.similarity,
+                u.margin,
+                u.text.replace('|', "\\|")
             );
         }
-        let _ = writeln!(s, "\nRejected lines, each with its reason: `{REJECTED}`.");
+        let _ = writeln!(
+            s,
+            "\nRejected lines, each with its reason: `{REJECTED}`. To correct a line, open `{REPORT_HTML}`, listen, pick the right speaker, and save the corrections it shows as `corrections.yaml` here; rerun the same command."
+        );
         s
     }
 }
@@ -308,6 +394,8 @@ pub fn write_manifest(out: &Path, lines: &[Line], series: Option<&str>) -> Resul
             "episode": line.episode_name,
             "context": context,
             "assignment": {"similarity": round3(a.similarity), "margin": round3(a.margin),
+                           "confidence": round3(a.confidence),
+                           "corrected": line.correction.is_some(),
                            "subtitle_name": line.cue.name},
         });
         if let Some(series) = series {

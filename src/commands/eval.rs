@@ -22,12 +22,14 @@ use crate::eval::clips::{self, Clip};
 use crate::eval::judge;
 use crate::eval::report::{Report, JSON_FILE, PLOT_FILE};
 use crate::eval::scores::{score, Scored};
-use crate::eval::speaker::{self, SpeakerEncoder};
 use crate::models::decoder::synthesis::Decoder;
 use crate::models::glm4::generation::{generate, Sampling};
 use crate::models::glm4::load::load_model;
 use crate::models::glm4::tokenizer::GlmTokenizer;
 use crate::recipe::Recipe;
+use crate::speaker::campplus::CamPlusPlusEncoder;
+use crate::speaker::resemblyzer::Resemblyzer;
+use crate::speaker::{weights, EncoderKind};
 
 #[derive(clap::Args, Debug)]
 pub struct EvalArgs {
@@ -53,10 +55,14 @@ pub struct EvalArgs {
     /// recipe, else ./arp-eval).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
-    /// Resemblyzer encoder weights (default: $ARP_SPEAKER_ENCODER, else
-    /// models/resemblyzer/encoder.safetensors; tools/data/resemblyzer_weights.py makes it).
+    /// Resemblyzer encoder weights (default: $ARP_SPEAKER_ENCODER, else the user data
+    /// directory's, where tools/data/resemblyzer_weights.py writes them).
     #[arg(long, value_name = "FILE")]
     pub speaker_encoder: Option<PathBuf>,
+    /// CAM++ weights for the speaker similarity reported beside AP (default: $ARP_CAMPPLUS,
+    /// else the user data directory's; without them that column is left out).
+    #[arg(long, value_name = "FILE")]
+    pub campplus_weights: Option<PathBuf>,
     /// Euler steps of the flow when a package synthesizes.
     #[arg(long, default_value_t = 10)]
     pub steps: usize,
@@ -76,6 +82,7 @@ struct Setup {
     package: Option<PathBuf>,
     out: PathBuf,
     encoder: PathBuf,
+    campplus: Option<PathBuf>,
 }
 
 pub fn eval_command(args: EvalArgs, device: Option<DeviceSpec>) -> Exit {
@@ -201,6 +208,7 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
 
     let task = EvalTask {
         encoder: &setup.encoder,
+        campplus: setup.campplus.as_deref(),
         synthesis,
         replies,
         candidates,
@@ -309,10 +317,31 @@ fn setup(args: &EvalArgs) -> Result<Setup, Exit> {
                 .into(),
         )),
     };
-    let encoder = speaker::weights_path(args.speaker_encoder.as_deref());
+    let encoder = weights::resolve(EncoderKind::Resemblyzer, args.speaker_encoder.as_deref());
     if !encoder.is_file() {
-        return Err(Exit::Usage(speaker::missing_weights_message(&encoder)));
+        return Err(Exit::Usage(weights::missing_message(
+            EncoderKind::Resemblyzer,
+            &encoder,
+            "--speaker-encoder",
+        )));
     }
+    let campplus = weights::resolve(EncoderKind::CamPlusPlus, args.campplus_weights.as_deref());
+    let campplus = if campplus.is_file() {
+        Some(campplus)
+    } else if args.campplus_weights.is_some() {
+        return Err(Exit::Usage(weights::missing_message(
+            EncoderKind::CamPlusPlus,
+            &campplus,
+            "--campplus-weights",
+        )));
+    } else {
+        tracing::info!(
+            "CAM++ weights not found at {}: the CAM++ speaker similarity is left out \
+             (python3 tools/data/campplus_weights.py fetches them)",
+            campplus.display()
+        );
+        None
+    };
     let out = args.out.clone().unwrap_or_else(|| match &recipe {
         Some(r) => r.output_dir.join(crate::run_dir::EVAL),
         None => PathBuf::from("arp-eval"),
@@ -323,6 +352,7 @@ fn setup(args: &EvalArgs) -> Result<Setup, Exit> {
         package,
         out,
         encoder,
+        campplus,
     })
 }
 
@@ -408,6 +438,7 @@ fn held_out_ids(character: &Option<clips::CharacterAudio>) -> Vec<String> {
 
 struct EvalTask<'a> {
     encoder: &'a Path,
+    campplus: Option<&'a Path>,
     synthesis: Option<Synthesis>,
     replies: Option<Replies>,
     candidates: Vec<Clip>,
@@ -420,7 +451,11 @@ impl BackendTask for EvalTask<'_> {
     /// The scores, and the package LM's replies when the judge asked for them.
     type Output = Result<(Scored, Option<Result<Vec<judge::Line>, String>>), String>;
     fn run<B: Backend>(self, device: B::Device) -> Self::Output {
-        let encoder = SpeakerEncoder::<B>::load(self.encoder, &device)?;
+        let encoder = Resemblyzer::<B>::load(self.encoder, &device)?;
+        let campplus = match self.campplus {
+            Some(path) => Some(CamPlusPlusEncoder::<B>::load(path, &device)?),
+            None => None,
+        };
         let replies = self.replies.as_ref().map(|r| r.generate::<B>(&device));
         let mut candidates = self.candidates;
         if let Some(s) = &self.synthesis {
@@ -449,7 +484,13 @@ impl BackendTask for EvalTask<'_> {
             bar.finish_and_clear();
         }
         Ok((
-            score(&encoder, &candidates, self.references, self.matched),
+            score(
+                &encoder,
+                campplus.as_ref(),
+                &candidates,
+                self.references,
+                self.matched,
+            ),
             replies,
         ))
     }
@@ -474,7 +515,7 @@ fn package_scores(report: &Report) -> serde_json::Value {
     serde_json::json!({
         "format": report.format,
         "description": format!(
-            "ARP-Eval (acoustic): {} against {}; speaker encoder Resemblyzer GE2E.",
+            "ARP-Eval (acoustic): {} against {}; speaker encoder Resemblyzer GE2E (AP), CAM++ beside it when its weights were there.",
             report.candidates_from, report.references_from
         ),
         "evaluated_at_unix": unix,

@@ -7,4 +7,3 @@ pub mod judge;
 pub mod quality;
 pub mod report;
 pub mod scores;
-pub mod speaker;

@@ -256,6 +256,7 @@ mod tests {
             ap_centroid: Some(ap),
             ap_pairwise: Some(ap - 0.05),
             ap_matched: None,
+            campplus_centroid: None,
             quality: Quality {
                 wada_snr_db: Some(20.0),
                 hnr_db: None,
@@ -283,8 +284,9 @@ mod tests {
         );
         let svg = report.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
-        // AP centroid, AP pairwise, WADA and flatness have 3 dots each; HNR and matched none.
+        // AP centroid, AP pairwise, WADA and flatness have 3 dots each; HNR, matched and CAM++
+        // (no weights given) none.
         assert_eq!(svg.matches("r=\"3\"").count(), 12);
-        assert_eq!(svg.matches("no values").count(), 2);
+        assert_eq!(svg.matches("no values").count(), 3);
     }
 }

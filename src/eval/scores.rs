@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::clips::Clip;
 use super::quality::{self, Quality};
-use super::speaker::{centroid, cosine, SpeakerEncoder};
+use crate::speaker::campplus::CamPlusPlusEncoder;
+use crate::speaker::resemblyzer::Resemblyzer;
+use crate::speaker::{centroid, cosine, Utterance};
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ClipScore {
@@ -23,6 +25,10 @@ pub struct ClipScore {
     pub ap_pairwise: Option<f64>,
     /// Cosine to the real recording of the same line, when there is one.
     pub ap_matched: Option<f64>,
+    /// CAM++'s cosine to the reference clips' centroid (for a reference clip: of the others),
+    /// beside Resemblyzer's AP; when eval had CAM++'s weights.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campplus_centroid: Option<f64>,
     #[serde(flatten)]
     pub quality: Quality,
 }
@@ -56,7 +62,7 @@ impl Stat {
 }
 
 /// The metrics of a report, in display order: (key, label, how to read it).
-pub const METRICS: [(&str, &str, &str); 6] = [
+pub const METRICS: [(&str, &str, &str); 7] = [
     (
         "ap_centroid",
         "AP: cosine to character centroid",
@@ -70,6 +76,11 @@ pub const METRICS: [(&str, &str, &str); 6] = [
     (
         "ap_matched",
         "AP: cosine to the same line, real",
+        "higher is closer",
+    ),
+    (
+        "campplus_centroid",
+        "CAM++: cosine to character centroid",
         "higher is closer",
     ),
     ("wada_snr_db", "AQ: WADA-SNR (dB)", "higher is cleaner"),
@@ -91,6 +102,7 @@ impl ClipScore {
             "ap_centroid" => self.ap_centroid,
             "ap_pairwise" => self.ap_pairwise,
             "ap_matched" => self.ap_matched,
+            "campplus_centroid" => self.campplus_centroid,
             "wada_snr_db" => self.quality.wada_snr_db,
             "hnr_db" => self.quality.hnr_db,
             "spectral_flatness" => self.quality.spectral_flatness,
@@ -117,7 +129,8 @@ pub struct Scored {
 /// Scores `candidates` against `references`; `matched` holds real recordings of candidate lines
 /// (by id) that need not be among the references.
 pub fn score<B: Backend>(
-    encoder: &SpeakerEncoder<B>,
+    encoder: &Resemblyzer<B>,
+    campplus: Option<&CamPlusPlusEncoder<B>>,
     candidates: &[Clip],
     references: &[Clip],
     matched: &[Clip],
@@ -141,6 +154,24 @@ pub fn score<B: Backend>(
         .map(|c| (c.id.as_str(), embed(c).embedding))
         .collect();
     bar.finish_and_clear();
+    // CAM++ beside Resemblyzer: its embedding of every candidate and reference clip.
+    let campplus_of = |clips: &[Clip]| -> Vec<Option<Vec<f32>>> {
+        clips
+            .iter()
+            .map(|c| campplus.map(|e| e.embed(&c.audio).embedding))
+            .collect()
+    };
+    let (cand_cam, refs_cam) = (campplus_of(candidates), campplus_of(references));
+    let cam_centroid = |skip: Option<usize>| {
+        centroid(
+            refs_cam
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| Some(*j) != skip)
+                .filter_map(|(_, e)| e.as_deref()),
+        )
+    };
+    let cam_all = cam_centroid(None);
 
     let ref_embeddings: Vec<&[f32]> = refs.iter().map(|u| u.embedding.as_slice()).collect();
     let all_centroid = centroid(ref_embeddings.iter().copied());
@@ -153,7 +184,7 @@ pub fn score<B: Backend>(
             .collect();
         Stat::of(&values).map(|s| s.mean)
     };
-    let row = |clip: &Clip, u: &super::speaker::Utterance| ClipScore {
+    let row = |clip: &Clip, u: &Utterance| ClipScore {
         id: clip.id.clone(),
         source: clip.source.clone(),
         seconds: clip.audio.seconds(),
@@ -161,15 +192,21 @@ pub fn score<B: Backend>(
         ap_centroid: None,
         ap_pairwise: None,
         ap_matched: None,
+        campplus_centroid: None,
         quality: quality::measure(&clip.audio),
     };
     let candidates = candidates
         .iter()
         .zip(&cand)
-        .map(|(clip, u)| ClipScore {
+        .zip(&cand_cam)
+        .map(|((clip, u), cam)| ClipScore {
             ap_centroid: all_centroid.as_ref().map(|c| cosine(&u.embedding, c)),
             ap_pairwise: mean_cosine(&u.embedding, None),
             ap_matched: real.get(clip.id.as_str()).map(|r| cosine(&u.embedding, r)),
+            campplus_centroid: cam
+                .as_ref()
+                .zip(cam_all.as_ref())
+                .map(|(e, c)| cosine(e, c)),
             ..row(clip, u)
         })
         .collect();
@@ -185,9 +222,14 @@ pub fn score<B: Backend>(
                     .filter(|(j, _)| *j != i)
                     .map(|(_, e)| *e),
             );
+            let cam_others = cam_centroid(Some(i));
             ClipScore {
                 ap_centroid: others.as_ref().map(|c| cosine(&u.embedding, c)),
                 ap_pairwise: mean_cosine(&u.embedding, Some(i)),
+                campplus_centroid: refs_cam[i]
+                    .as_ref()
+                    .zip(cam_others.as_ref())
+                    .map(|(e, c)| cosine(e, c)),
                 ..row(clip, u)
             }
         })

@@ -574,7 +574,7 @@ impl<B: Backend> ConvTranspose1d<B> {
 #[derive(Module, Debug)]
 pub struct Conv2d<B: Backend> {
     pub weight: ConvWeight<B, 4>,
-    pub bias: Param<Tensor<B, 1>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
     pub stride: [usize; 2],
     pub padding: [usize; 2],
 }
@@ -600,7 +600,32 @@ impl<B: Backend> Conv2d<B> {
                 Fill::fan_in(fan_in),
                 weight_norm,
             )?,
-            bias: bias(b, name, output, Fill::fan_in(fan_in))?,
+            bias: Some(bias(b, name, output, Fill::fan_in(fan_in))?),
+            stride,
+            padding,
+        })
+    }
+
+    /// Without bias or weight norm (a convolution followed by batch norm, as in ResNets).
+    pub fn without_bias(
+        b: &Builder<B>,
+        name: &str,
+        input: usize,
+        output: usize,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+    ) -> Result<Self, TensorError> {
+        let fan_in = input * kernel[0] * kernel[1];
+        Ok(Conv2d {
+            weight: ConvWeight::build(
+                b,
+                name,
+                [output, input, kernel[0], kernel[1]],
+                Fill::fan_in(fan_in),
+                false,
+            )?,
+            bias: None,
             stride,
             padding,
         })
@@ -639,7 +664,59 @@ impl<B: Backend> Conv2d<B> {
         // [batch, in, kh*kw, ho, wo] -> [batch, in*kh*kw, ho*wo]
         let cols = Tensor::stack::<5>(taps, 2).reshape([batch, input * kh * kw, ho * wo]);
         let y = padded_matmul(w.reshape([1, out, input * kh * kw]), cols);
-        (y + self.bias.val().reshape([1, out, 1])).reshape([batch, out, ho, wo])
+        let y = match &self.bias {
+            Some(bias) => y + bias.val().reshape([1, out, 1]),
+            None => y,
+        };
+        y.reshape([batch, out, ho, wo])
+    }
+}
+
+/// BatchNorm (1-D or 2-D, channels on dimension 1) as inference runs it: the running statistics,
+/// then the affine weight and bias where the layer has them. Only for loading trained models.
+#[derive(Module, Debug)]
+pub struct BatchNorm<B: Backend> {
+    pub weight: Option<Param<Tensor<B, 1>>>,
+    pub bias: Option<Param<Tensor<B, 1>>>,
+    pub running_mean: Param<Tensor<B, 1>>,
+    pub running_var: Param<Tensor<B, 1>>,
+    pub eps: f64,
+}
+
+impl<B: Backend> BatchNorm<B> {
+    pub fn new(
+        b: &Builder<B>,
+        name: &str,
+        channels: usize,
+        affine: bool,
+    ) -> Result<Self, TensorError> {
+        let param = |field: &str, fill| b.param(&format!("{name}.{field}"), [channels], fill);
+        Ok(BatchNorm {
+            weight: affine
+                .then(|| param("weight", Fill::Const(1.0)))
+                .transpose()?,
+            bias: affine
+                .then(|| param("bias", Fill::Const(0.0)))
+                .transpose()?,
+            running_mean: param("running_mean", Fill::Const(0.0))?,
+            running_var: param("running_var", Fill::Const(1.0))?,
+            eps: 1e-5,
+        })
+    }
+
+    pub fn forward<const D: usize>(&self, x: Tensor<B, D>) -> Tensor<B, D> {
+        let channels = self.running_mean.dims()[0];
+        let mut shape = [1; D];
+        shape[1] = channels;
+        let mut scale = (self.running_var.val() + self.eps).sqrt().recip();
+        if let Some(weight) = &self.weight {
+            scale = scale * weight.val();
+        }
+        let mut shift = self.running_mean.val().neg() * scale.clone();
+        if let Some(bias) = &self.bias {
+            shift = shift + bias.val();
+        }
+        x * scale.reshape(shape) + shift.reshape(shape)
     }
 }
 

@@ -5,78 +5,46 @@
 //! second); the last window is dropped when less than 75% of it holds audio, unless it is the
 //! only one. The utterance embedding is the L2-normalized mean of the partial embeddings.
 
-pub mod model;
 pub mod preprocess;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use burn::tensor::backend::Backend;
 use burn::tensor::{Tensor, TensorData};
 
+use super::embedding::{normalized, Utterance};
+use super::kind::EncoderKind;
+use super::weights;
 use crate::audio::mel::MelExtractor;
 use crate::audio::Audio;
 use crate::checkpoint::tensors::TensorStore;
 use crate::models::layers::Builder;
-use model::{VoiceEncoder, EMBEDDING, MEL_CHANNELS};
-
-/// Where `eval` looks for the weights when no path is given (tools/data/resemblyzer_weights.py's
-/// default output), relative to the working directory.
-pub const DEFAULT_WEIGHTS: &str = "models/resemblyzer/encoder.safetensors";
-/// Overrides the default weights path.
-pub const WEIGHTS_ENV: &str = "ARP_SPEAKER_ENCODER";
+use crate::models::resemblyzer::{VoiceEncoder, EMBEDDING, MEL_CHANNELS};
 
 const PARTIAL_FRAMES: usize = 160;
 const SAMPLES_PER_FRAME: usize = 160;
 const PARTIALS_PER_SECOND: f64 = 1.3;
 const MIN_COVERAGE: f64 = 0.75;
 
-/// The weights file to use: `explicit`, else $ARP_SPEAKER_ENCODER, else the default path.
-pub fn weights_path(explicit: Option<&Path>) -> PathBuf {
-    explicit
-        .map(Path::to_path_buf)
-        .or_else(|| std::env::var_os(WEIGHTS_ENV).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_WEIGHTS))
-}
-
-/// What to tell a user whose weights file is missing.
-pub fn missing_weights_message(path: &Path) -> String {
-    format!(
-        "speaker encoder weights not found at {}.\n\
-         Acoustic Personalization uses Resemblyzer's GE2E encoder. Extract its weights once with\n  \
-         python3 tools/data/resemblyzer_weights.py --out {}\n\
-         (it downloads the PyPI package resemblyzer==0.1.4 with pip and converts its pretrained.pt;\n\
-         no torch needed; offline, pass --wheel Resemblyzer-0.1.4-py3-none-any.whl), then rerun,\n\
-         or point --speaker-encoder / ${WEIGHTS_ENV} at the file.",
-        path.display(),
-        path.display()
-    )
-}
-
-/// One utterance's embedding and what it was computed from.
-#[derive(Clone, Debug)]
-pub struct Utterance {
-    /// L2-normalized, 256 values.
-    pub embedding: Vec<f32>,
-    pub partials: usize,
-    /// Seconds of audio left after silence trimming.
-    pub voiced_seconds: f64,
-}
-
-pub struct SpeakerEncoder<B: Backend> {
+pub struct Resemblyzer<B: Backend> {
     model: VoiceEncoder<B>,
     mel: MelExtractor,
     device: B::Device,
 }
 
-impl<B: Backend> SpeakerEncoder<B> {
+impl<B: Backend> Resemblyzer<B> {
     pub fn load(path: &Path, device: &B::Device) -> Result<Self, String> {
         if !path.is_file() {
-            return Err(missing_weights_message(path));
+            return Err(weights::missing_message(
+                EncoderKind::Resemblyzer,
+                path,
+                "--speaker-encoder",
+            ));
         }
         let store = TensorStore::open(&[path.to_path_buf()]).map_err(|e| e.to_string())?;
         let model = VoiceEncoder::load(&Builder::load(&store, device))
             .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(SpeakerEncoder {
+        Ok(Resemblyzer {
             model,
             mel: MelExtractor::speaker_encoder(),
             device: device.clone(),
@@ -127,29 +95,6 @@ pub fn partial_starts(samples: usize) -> Vec<usize> {
         starts.pop();
     }
     starts
-}
-
-pub fn normalized(v: &[f32]) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
-    v.iter().map(|x| x / norm).collect()
-}
-
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    dot / (na * nb).max(1e-12)
-}
-
-/// The L2-normalized mean of L2-normalized embeddings (a speaker's centroid).
-pub fn centroid<'a>(embeddings: impl IntoIterator<Item = &'a [f32]>) -> Option<Vec<f32>> {
-    let mut sum = vec![0f32; EMBEDDING];
-    let mut count = 0;
-    for e in embeddings {
-        sum.iter_mut().zip(e).for_each(|(s, v)| *s += v);
-        count += 1;
-    }
-    (count > 0).then(|| normalized(&sum))
 }
 
 #[cfg(test)]
