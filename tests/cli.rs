@@ -20,6 +20,81 @@ fn dry_run_prints_recipe_data_plan_and_parameters() {
     }
 }
 
+/// A character recipe before its weights and data are downloaded (as on a fresh clone): the
+/// dry run plans it from the released models' configs shipped in the checkout and lists what
+/// is missing with where to get it; `validate --strict` and a real run still refuse it.
+#[test]
+fn a_dry_run_plans_a_character_before_the_download() {
+    let dir = tempfile::tempdir().unwrap();
+    let absent = |name: &str| dir.path().join(name).display().to_string();
+    let sets = [
+        format!("lm.base_model={}", absent("glm-4-voice-9b")),
+        format!(
+            "decoder.config={}",
+            absent("glm-4-voice-decoder/config.yaml")
+        ),
+        format!("data.speech_tokenizer={}", absent("glm-4-voice-tokenizer")),
+        format!("data.manifests=[{}]", absent("manifest.jsonl")),
+        format!("output_dir={}", absent("run")),
+    ];
+    let with = |first: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = first.iter().map(|s| s.to_string()).collect();
+        for set in &sets {
+            args.extend(["--set".to_string(), set.clone()]);
+        }
+        args
+    };
+    let args = with(&[
+        "--recipe",
+        "recipes/sheldon.yaml",
+        "--dry-run",
+        "--device",
+        "cpu",
+    ]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = arp_train(&repo(), &args);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}", text(&out.stderr));
+    for expected in [
+        "lm: 9.54 B total",
+        "lm memory estimate per step:",
+        "decoder parameters: flow 111.17 M, hift 20.46 M",
+        "sized from the released GLM-4-Voice-9B's config (models/released/glm-4-voice-9b/config.json)",
+        "1. lm       train 3 epochs (the steps follow from the data: none yet)",
+        "== not there yet: a run refuses to start without these (4) ==",
+        "`lm.base_model`: GLM-4-Voice-9B model directory not found",
+        "download THUDM/glm-4-voice-9b there",
+        "`data.manifests`: manifest not found",
+    ] {
+        assert!(stdout.contains(expected), "{expected:?} missing:\n{stdout}");
+    }
+
+    for first in [
+        &["validate", "--strict", "recipes/sheldon.yaml"][..],
+        &["--recipe", "recipes/sheldon.yaml", "--device", "cpu"][..],
+    ] {
+        let args = with(first);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = arp_train(&repo(), &args);
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{first:?}: {}",
+            text(&out.stderr)
+        );
+        assert!(
+            text(&out.stderr)
+                .contains("error: `lm.base_model`: GLM-4-Voice-9B model directory not found"),
+            "{first:?}: {}",
+            text(&out.stderr)
+        );
+    }
+    assert!(
+        !dir.path().join("run").exists(),
+        "nothing is written for a refused run"
+    );
+}
+
 #[test]
 fn frozen_stage_shows_in_the_plan() {
     let stdout = dry_run_tiny(&["--set", "freeze=[lm]"]);

@@ -354,9 +354,9 @@ fn folded_and_parametrized_weight_norm_layouts_load_alike() {
 
 #[test]
 fn the_real_decoder_config_builds_and_runs_at_full_size() {
-    // ../shared/reference/glm-4-voice-decoder/config.yaml with random weights of the real shape
+    // The released decoder's config.yaml (models/released/) with random weights of the real shape
     // (111 M + 20 M parameters): one flow Euler step on 10 tokens and HiFT on its mel.
-    let path = repo().join("../shared/reference/glm-4-voice-decoder/config.yaml");
+    let path = repo().join("models/released/glm-4-voice-decoder/config.yaml");
     let config = DecoderModelConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
     let device = Default::default();
     let flow = Flow::<B>::new(&Builder::random(1, &device), &config.flow).unwrap();

@@ -104,8 +104,9 @@ fn lm_config_path(args: &BenchArgs, recipe: &Recipe) -> Result<PathBuf, Exit> {
     let path = base.join("config.json");
     if !path.is_file() {
         return Err(Exit::Usage(format!(
-            "{} does not exist (the recipe's lm.base_model); pass --lm-config FILE with GLM-4-Voice-9B's config.json to bench its shape without the weights",
-            path.display()
+            "{} does not exist (the recipe's lm.base_model); pass --lm-config {} (the released GLM-4-Voice-9B's, in the checkout) to bench its shape without the weights",
+            path.display(),
+            crate::models::released::GLM4_VOICE_9B_CONFIG
         )));
     }
     Ok(path)
@@ -124,8 +125,9 @@ fn decoder_config_path(args: &BenchArgs, recipe: &Recipe) -> Result<PathBuf, Exi
         })?;
     if !path.is_file() {
         return Err(Exit::Usage(format!(
-            "{} does not exist; pass --decoder-config FILE",
-            path.display()
+            "{} does not exist; pass --decoder-config FILE ({} is the released GLM-4-Voice-Decoder's, in the checkout)",
+            path.display(),
+            crate::models::released::DECODER_CONFIG
         )));
     }
     Ok(path)

@@ -16,7 +16,7 @@ use std::path::Path;
 use crate::faults::{Faults, PartFaults};
 use crate::pipeline;
 use crate::recipe::diagnostics::RecipeErrors;
-use crate::recipe::{PathCheck, Recipe};
+use crate::recipe::{Loaded, PathCheck, Recipe};
 
 /// How a command ended.
 #[derive(Debug)]
@@ -57,7 +57,13 @@ impl From<RecipeErrors> for Exit {
 /// Loads a recipe to run: every problem is an error (missing data too), warnings are printed,
 /// and templates are refused.
 pub fn load_runnable(file: &Path, overrides: &[String]) -> Result<Recipe, Exit> {
-    let loaded = Recipe::load(file, overrides, PathCheck::Strict)?;
+    load_checked(file, overrides, PathCheck::Strict).map(|loaded| loaded.recipe)
+}
+
+/// A recipe that is not a template, its warnings printed; with `PathCheck::Lenient` (a dry run)
+/// data and weights that are not there yet are warnings, marked `missing_input`.
+pub fn load_checked(file: &Path, overrides: &[String], paths: PathCheck) -> Result<Loaded, Exit> {
+    let loaded = Recipe::load(file, overrides, paths)?;
     for w in &loaded.warnings {
         eprintln!("{w}");
     }
@@ -67,7 +73,7 @@ pub fn load_runnable(file: &Path, overrides: &[String]) -> Result<Recipe, Exit> 
             file.display()
         )));
     }
-    Ok(loaded.recipe)
+    Ok(loaded)
 }
 
 /// Failures tests inject through the environment (never set in normal use):

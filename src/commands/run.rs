@@ -4,13 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{load_runnable, Exit};
+use super::{load_checked, load_runnable, Exit};
 use crate::backend::{self, DeviceSpec};
 use crate::data::scan::{self, Scan};
 use crate::logfile::say;
 use crate::pipeline::{self, Options, StageName, Survey};
 use crate::plan::{self, Plan};
-use crate::recipe::Recipe;
+use crate::recipe::diagnostics::Diagnostic;
+use crate::recipe::{PathCheck, Recipe};
 use crate::train::driver::Resume;
 
 pub struct RunArgs {
@@ -65,11 +66,25 @@ pub fn run(args: RunArgs) -> Exit {
             Err(e) => return Exit::Usage(e),
         },
     };
+    if args.dry_run {
+        // A plan before the download: inputs that are not there yet are listed, not refused.
+        return match load_checked(&args.recipe, &overrides, PathCheck::Lenient) {
+            Ok(loaded) => {
+                let missing: Vec<_> = loaded
+                    .warnings
+                    .into_iter()
+                    .filter(|w| w.missing_input)
+                    .collect();
+                describe(&loaded.recipe, args.device, &options, None, &missing)
+            }
+            Err(exit) => exit,
+        };
+    }
     let recipe = match load_runnable(&args.recipe, &overrides) {
         Ok(recipe) => recipe,
         Err(exit) => return exit,
     };
-    execute(&recipe, args.device, args.dry_run, &options, None)
+    execute(&recipe, args.device, false, &options, None)
 }
 
 /// The recipe's data scan (reads every clip's audio for the quality filters).
@@ -86,20 +101,19 @@ pub fn execute(
     options: &Options,
     scanned: Option<Scan>,
 ) -> Exit {
-    let requested = device_flag.unwrap_or(recipe.device);
-    let device = backend::resolve(requested, recipe.dtype);
-    // A real run stops on an unusable device before any work; a dry run reports it in the plan.
-    if let (Err(e), false) = (&device, dry_run) {
-        return Exit::Usage(e.to_string());
+    if dry_run {
+        return describe(recipe, device_flag, options, scanned, &[]);
     }
-
+    let device = backend::resolve(device_flag.unwrap_or(recipe.device), recipe.dtype);
+    // A real run stops on an unusable device before any work; a dry run reports it in the plan.
+    let (device, dtype) = match device {
+        Ok(resolved) => resolved,
+        Err(e) => return Exit::Usage(e.to_string()),
+    };
     // One run per directory, taken before anything is read or written (held until return).
-    let _lock = match dry_run {
-        true => None,
-        false => match crate::run_lock::acquire(&recipe.output_dir) {
-            Ok(lock) => Some(lock),
-            Err(e) => return Exit::Usage(e),
-        },
+    let _lock = match crate::run_lock::acquire(&recipe.output_dir) {
+        Ok(lock) => lock,
+        Err(e) => return Exit::Usage(e),
     };
     let scan = match scanned.map_or_else(|| scan_recipe(recipe), Ok) {
         Ok(scan) => scan,
@@ -107,45 +121,6 @@ pub fn execute(
     };
     let plan = Plan::new(recipe, &scan);
 
-    if dry_run {
-        println!(
-            "== resolved recipe ({}) ==\n{}",
-            recipe.file.display(),
-            recipe.resolved_yaml()
-        );
-        match &device {
-            Ok((d, dtype)) => println!("device: {d} ({dtype})"),
-            Err(e) => println!("device: {requested}: NOT USABLE: {e}"),
-        }
-        println!("output: {}\n", recipe.output_dir.display());
-        print!("{}", plan::render(recipe, &scan, &plan));
-        println!(
-            "\n{}",
-            Survey::take(recipe, &plan, options.continue_finished).render(recipe, options)
-        );
-        if !scan.rejected.is_empty() {
-            println!(
-                "rejections (a run writes them to {}):",
-                crate::data::scan::rejections_report(&recipe.output_dir).display()
-            );
-            for r in &scan.rejected {
-                let what = r.id.clone().unwrap_or_else(|| format!("line {}", r.line));
-                println!(
-                    "  {}:{}: {what}: {}: {}",
-                    r.manifest.display(),
-                    r.line,
-                    r.reason,
-                    r.detail
-                );
-            }
-        }
-        return Exit::Ok;
-    }
-
-    let (device, dtype) = match device {
-        Ok(resolved) => resolved,
-        Err(e) => return Exit::Usage(e.to_string()),
-    };
     let cannot_write = |e: std::io::Error| {
         Exit::Failed(format!(
             "cannot write to {}: {e}",
@@ -182,4 +157,79 @@ pub fn execute(
     }
     crate::logfile::close();
     exit
+}
+
+/// The dry run: the resolved recipe, the device, the data, the plan and memory estimate, what a
+/// run would skip or resume, and the inputs that are not there yet (`missing`: sized from the
+/// released models' configs and planned on the manifests that exist).
+fn describe(
+    recipe: &Recipe,
+    device_flag: Option<DeviceSpec>,
+    options: &Options,
+    scanned: Option<Scan>,
+    missing: &[Diagnostic],
+) -> Exit {
+    let requested = device_flag.unwrap_or(recipe.device);
+    let device = backend::resolve(requested, recipe.dtype);
+    let present: Vec<PathBuf> = recipe
+        .data
+        .manifests
+        .iter()
+        .filter(|m| m.is_file())
+        .cloned()
+        .collect();
+    let scan = match scanned {
+        Some(scan) => scan,
+        None => match scan::scan(&present, &recipe.data.filters) {
+            Ok(scan) => scan,
+            Err(e) => return Exit::Usage(e.to_string()),
+        },
+    };
+    let plan = Plan::new(recipe, &scan);
+    println!(
+        "== resolved recipe ({}) ==\n{}",
+        recipe.file.display(),
+        recipe.resolved_yaml()
+    );
+    match &device {
+        Ok((d, dtype)) => println!("device: {d} ({dtype})"),
+        Err(e) => println!("device: {requested}: NOT USABLE: {e}"),
+    }
+    println!("output: {}\n", recipe.output_dir.display());
+    print!("{}", plan::render(recipe, &scan, &plan));
+    println!(
+        "\n{}",
+        Survey::take(recipe, &plan, options.continue_finished).render(recipe, options)
+    );
+    if !scan.rejected.is_empty() {
+        println!(
+            "rejections (a run writes them to {}):",
+            crate::data::scan::rejections_report(&recipe.output_dir).display()
+        );
+        for r in &scan.rejected {
+            let what = r.id.clone().unwrap_or_else(|| format!("line {}", r.line));
+            println!(
+                "  {}:{}: {what}: {}: {}",
+                r.manifest.display(),
+                r.line,
+                r.reason,
+                r.detail
+            );
+        }
+    }
+    if !missing.is_empty() {
+        println!(
+            "\n== not there yet: a run refuses to start without these ({}) ==",
+            missing.len()
+        );
+        for m in missing {
+            println!(
+                "  {}: `{}`: {}",
+                m.origin,
+                m.key,
+                m.message.trim_end_matches(" (needed to run)")
+            );
+        }
+    }
+    Exit::Ok
 }

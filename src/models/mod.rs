@@ -8,6 +8,7 @@ pub mod glm4;
 pub mod layers;
 pub mod padded_matmul;
 pub mod params;
+pub mod released;
 pub mod resemblyzer;
 pub mod whisper_vq;
 

@@ -178,9 +178,7 @@ mod tests {
 
     #[test]
     fn real_9b_lora_at_2048_tokens_in_bf16_fits_a_48_gb_gpu() {
-        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let c = Glm4Config::from_file(&root.join("../shared/reference/glm-4-voice-9b/config.json"))
-            .unwrap();
+        let c = crate::models::released::glm4_voice_9b();
         let bf16 = ["device=cuda", "dtype=bf16", "lm.max_seq_len=2048"];
         let lora = estimate(&c, &bf16, 32);
         let gib = |m: &MemoryEstimate| m.total() as f64 / (1u64 << 30) as f64;

@@ -11,6 +11,8 @@ use crate::data::speaker_names;
 use crate::data::split::train_and_held_out;
 use crate::models::decoder::config::DecoderModelConfig;
 use crate::models::glm4::Glm4Config;
+use crate::models::released;
+use crate::recipe::training::Length;
 use crate::recipe::{FinetuneMode, Recipe, Stage};
 use crate::run_dir;
 pub use memory::MemoryEstimate;
@@ -23,6 +25,8 @@ pub struct StagePlan {
     pub trained: bool,
     pub steps: usize,
     pub steps_per_epoch: usize,
+    /// Epochs, when the recipe counts the part's length in them.
+    pub epochs: Option<usize>,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -82,7 +86,11 @@ impl Plan {
         // A fold from +0.0: an empty f64 `sum()` is -0.0, printed "-0.000 h".
         let seconds: f64 = character.iter().fold(0.0, |total, k| total + k.seconds);
         let mut notes = Vec::new();
-        if character.is_empty() {
+        if recipe.data.manifests.iter().all(|m| !m.is_file()) {
+            notes.push(
+                "no manifest is there yet: the data and the steps it gives are unknown".to_string(),
+            );
+        } else if character.is_empty() {
             notes.push(format!("no usable utterance has speaker {speaker:?}: check `data.speaker` or the card's `speaker`"));
         }
 
@@ -96,12 +104,23 @@ impl Plan {
             recipe,
         );
         let mel_frames: Vec<usize> = decoder_train.iter().map(|k| k.decoder_mel_frames).collect();
-        let stage = |stage, part, trained, steps: PartSteps| StagePlan {
-            stage,
-            part,
-            trained,
-            steps: steps.total,
-            steps_per_epoch: steps.per_epoch,
+        let stage = |stage, part, trained, steps: PartSteps| {
+            let train = match part {
+                "lm" => &recipe.lm.train,
+                "flow" => &recipe.decoder.flow.train,
+                _ => &recipe.decoder.hift.train,
+            };
+            StagePlan {
+                stage,
+                part,
+                trained,
+                steps: steps.total,
+                steps_per_epoch: steps.per_epoch,
+                epochs: match train.length {
+                    Length::Epochs(e) => Some(e),
+                    Length::Steps(_) => None,
+                },
+            }
         };
         let lm_trained = !recipe.freeze.contains(&Stage::Lm);
         let decoder_trained = !recipe.freeze.contains(&Stage::Decoder);
@@ -121,11 +140,18 @@ impl Plan {
             ),
         ];
 
-        let config = recipe
-            .lm
-            .base_model
-            .as_ref()
-            .map(|dir| Glm4Config::from_file(&dir.join("config.json")));
+        let config = recipe.lm.base_model.as_ref().map(|dir| {
+            let file = dir.join("config.json");
+            if file.exists() {
+                return Glm4Config::from_file(&file);
+            }
+            notes.push(format!(
+                "lm: {} is not there yet: sized from the released GLM-4-Voice-9B's config ({})",
+                file.display(),
+                released::GLM4_VOICE_9B_CONFIG
+            ));
+            Ok(released::glm4_voice_9b())
+        });
         let (lm_parameters, lm_trainable, lm_memory) = match config {
             Some(Ok(c)) => {
                 let total = c.parameter_count();
@@ -149,7 +175,17 @@ impl Plan {
             .decoder
             .config
             .as_ref()
-            .and_then(|path| DecoderModelConfig::from_file(path).ok())
+            .and_then(|path| {
+                if path.exists() {
+                    return DecoderModelConfig::from_file(path).ok();
+                }
+                notes.push(format!(
+                    "decoder: {} is not there yet: sized from the released GLM-4-Voice-Decoder's config ({})",
+                    path.display(),
+                    released::DECODER_CONFIG
+                ));
+                Some(released::decoder())
+            })
             .map(|c| match decoder_parameters(&c) {
                 Some((flow, hift)) => format!(
                     "{}\ndecoder parameters: flow {}, hift {} (trained from scratch)",
@@ -232,13 +268,16 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
         recipe.data.cache_dir.display()
     );
     for (i, st) in plan.stages.iter().enumerate() {
-        let what = if st.trained {
-            format!(
+        let what = match (st.trained, st.epochs) {
+            (true, Some(epochs)) if plan.train_utterances == 0 => {
+                format!("train {epochs} epochs (the steps follow from the data: none yet)")
+            }
+            (true, None) if plan.train_utterances == 0 => format!("train {} steps", st.steps),
+            (true, _) => format!(
                 "train {} steps ({} per epoch)",
                 st.steps, st.steps_per_epoch
-            )
-        } else {
-            "frozen: kept as given".to_string()
+            ),
+            (false, _) => "frozen: kept as given".to_string(),
         };
         let _ = writeln!(s, "{}. {:<8} {what}", i + 1, st.part);
     }
@@ -284,13 +323,9 @@ pub fn render(recipe: &Recipe, scan: &Scan, plan: &Plan) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn real_decoder_sizes_match_the_published_ones() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference/glm-4-voice-decoder/config.yaml");
-        let config = DecoderModelConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let config = crate::models::released::decoder();
         let (flow, hift) = super::decoder_parameters(&config).unwrap();
         println!("flow {flow}, hift {hift}");
         // ../shared/reference/glm-4-voice.md: flow ~111 M, HiFT ~20 M parameters.

@@ -19,6 +19,8 @@ pub struct Diagnostic {
     /// Dotted key path such as `lm.optimizer.lr` (empty for a whole file).
     pub key: String,
     pub message: String,
+    /// A data or weight path that is not there yet (a warning only when not running).
+    pub missing_input: bool,
 }
 
 impl fmt::Display for Diagnostic {
@@ -54,6 +56,14 @@ impl Diagnostics {
         self.push(Severity::Warning, origin, key, message.into());
     }
 
+    /// A warning about an input that is not there yet (what a dry run lists as missing).
+    pub fn missing_input(&self, origin: &Origin, key: &str, message: impl Into<String>) {
+        self.push(Severity::Warning, origin, key, message.into());
+        if let Some(last) = self.items.borrow_mut().last_mut() {
+            last.missing_input = true;
+        }
+    }
+
     fn push(&self, severity: Severity, origin: &Origin, key: &str, message: String) {
         let mut items = self.items.borrow_mut();
         let duplicate = items
@@ -65,6 +75,7 @@ impl Diagnostics {
                 origin: origin.clone(),
                 key: key.to_string(),
                 message,
+                missing_input: false,
             });
         }
     }

@@ -277,17 +277,35 @@ fn check_path(
     missing_input(s, key, problem, paths);
 }
 
-/// An input that is not there: an error when running, a warning for `validate` without `--strict`.
+/// An input that is not there: an error when running, a warning for `validate` without
+/// `--strict` and for a dry run.
 fn missing_input(s: &Section, key: &'static str, problem: String, paths: PathCheck) {
     let origin = s.origin_of(key);
     let key = s.key_path(key);
+    let problem = match how_to_get(&key) {
+        Some(hint) => format!("{problem}; {hint}"),
+        None => problem,
+    };
     match paths {
         PathCheck::Strict => s.diags().error(&origin, &key, problem),
         PathCheck::Lenient => {
             s.diags()
-                .warning(&origin, &key, format!("{problem} (needed to run)"))
+                .missing_input(&origin, &key, format!("{problem} (needed to run)"))
         }
     }
+}
+
+/// Where an input comes from, for the message that says it is missing.
+fn how_to_get(key: &str) -> Option<&'static str> {
+    Some(match key {
+        "data.manifests" => "build one with `arp-train build-data` (episodes + subtitles) or `arp-train import` (README: Data)",
+        "data.speech_tokenizer" => "download THUDM/glm-4-voice-tokenizer there (README: Weights)",
+        "lm.base_model" => "download THUDM/glm-4-voice-9b there (README: Weights)",
+        "lm.tokenizer" => "the tokenizer files of THUDM/glm-4-voice-9b (README: Weights)",
+        "decoder.config" => "THUDM/glm-4-voice-decoder's config.yaml (README: Weights)",
+        "decoder.init" => "download THUDM/glm-4-voice-decoder there and convert its .pt files (README: Weights)",
+        _ => return None,
+    })
 }
 
 fn read_recipe(file: &Path, tree: Node, paths: PathCheck, diags: &Diagnostics) -> Recipe {

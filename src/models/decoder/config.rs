@@ -126,26 +126,33 @@ fn resolve_refs(node: &mut Node, top: &Node, diags: &Diagnostics) {
     }
 }
 
+/// An error about the whole file (unreadable, not YAML).
+fn whole_file_error(path: &Path, message: String) -> RecipeErrors {
+    let diags = Diagnostics::default();
+    diags.error(&crate::recipe::node::Origin::new(path, 1), "", message);
+    RecipeErrors(diags.into_vec())
+}
+
 fn req<T: FromNode + Default>(s: &Section, key: &'static str) -> T {
     s.req(key).unwrap_or_default()
 }
 
 impl DecoderModelConfig {
     pub fn from_file(path: &Path) -> Result<Self, RecipeErrors> {
+        let text = crate::recipe::node::read_document(path)
+            .map_err(|e| whole_file_error(path, format!("cannot read {}: {e}", path.display())))?;
+        Self::from_text(&text, path)
+    }
+
+    /// A config.yaml's text; `path` names it in errors.
+    pub fn from_text(text: &str, path: &Path) -> Result<Self, RecipeErrors> {
+        let mut root = parse(text, path).map_err(|e| {
+            whole_file_error(
+                path,
+                format!("{}: YAML syntax error: {}", e.origin, e.message),
+            )
+        })?;
         let diags = Diagnostics::default();
-        let config = crate::recipe::node::read_document(path)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))
-            .and_then(|text| {
-                parse(&text, path)
-                    .map_err(|e| format!("{}: YAML syntax error: {}", e.origin, e.message))
-            });
-        let mut root = match config {
-            Ok(root) => root,
-            Err(message) => {
-                diags.error(&crate::recipe::node::Origin::new(path, 1), "", message);
-                return Err(RecipeErrors(diags.into_vec()));
-            }
-        };
         let top = root.clone();
         resolve_refs(&mut root, &top, &diags);
         let config = Self::read(&root, &diags);
@@ -295,8 +302,8 @@ mod tests {
 
     #[test]
     fn reads_the_real_glm_4_voice_decoder_config() {
-        let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference/glm-4-voice-decoder/config.yaml");
+        let path =
+            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(crate::models::released::DECODER_CONFIG);
         let c = DecoderModelConfig::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(c.flow.vocab_size, 16384);
         assert_eq!(c.flow.spk_embed_dim, 192, "`!ref <spk_embed_dim>` resolved");

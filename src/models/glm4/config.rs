@@ -59,14 +59,17 @@ impl Glm4Config {
             path: path.display().to_string(),
             source,
         })?;
-        let config: Glm4Config = serde_json::from_str(&text).map_err(|e| ConfigError::Invalid {
-            path: path.display().to_string(),
-            message: e.to_string(),
-        })?;
-        config.check().map_err(|message| ConfigError::Invalid {
-            path: path.display().to_string(),
+        Self::from_text(&text, &path.display().to_string())
+    }
+
+    /// A config.json's text; `origin` names it in errors.
+    pub fn from_text(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: origin.to_string(),
             message,
-        })?;
+        };
+        let config: Glm4Config = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        config.check().map_err(invalid)?;
         Ok(config)
     }
 
@@ -164,14 +167,9 @@ impl Glm4Config {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
     fn real_config_counts_about_9_5_billion() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../shared/reference/glm-4-voice-9b/config.json");
-        let config =
-            Glm4Config::from_file(&path).expect("../shared/reference is beside the checkout");
+        let config = crate::models::released::glm4_voice_9b();
         assert_eq!(config.qkv_size(), 4608);
         // Embedding + output layer (2 x 168960 x 4096) + 40 layers x 203,960,832 + final norm.
         assert_eq!(config.parameter_count(), 9_542_557_696);
