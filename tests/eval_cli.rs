@@ -31,6 +31,14 @@ fn report(dir: &Path) -> Value {
 /// An OpenAI-compatible stub: answers every chat completion with `answer` and keeps each
 /// request (head and body).
 pub fn stub_judge(answer: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
+    let reply = serde_json::json!({
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]
+    });
+    stub_endpoint("200 OK", reply.to_string())
+}
+
+/// A stub that answers every request with `status` and `reply` (JSON), keeping the requests.
+pub fn stub_endpoint(status: &'static str, reply: String) -> (String, Arc<Mutex<Vec<String>>>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     let seen = Arc::new(Mutex::new(Vec::new()));
@@ -55,13 +63,9 @@ pub fn stub_judge(answer: &'static str) -> (String, Arc<Mutex<Vec<String>>>) {
             log.lock()
                 .unwrap()
                 .push(format!("{head}\n{}", String::from_utf8_lossy(&body)));
-            let reply = serde_json::json!({
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": answer}}]
-            })
-            .to_string();
             let _ = write!(
                 stream,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{reply}",
                 reply.len()
             );
         }

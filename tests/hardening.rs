@@ -354,3 +354,93 @@ fn synth_refuses_codes_beyond_its_limit_in_bounded_memory() {
         run.peak_bytes as f64 / (1 << 20) as f64
     );
 }
+
+/// The flow's `--steps` of `synth` and `eval` has a documented range (1 to 1000): a billion
+/// steps is refused by the parser, before any decoder is read.
+#[test]
+fn flow_steps_are_bounded() {
+    for (command, steps) in [
+        (
+            &[
+                "synth",
+                "--decoder",
+                "none",
+                "--tokens",
+                "1",
+                "--out",
+                "x.wav",
+            ][..],
+            "1000000000",
+        ),
+        (
+            &[
+                "synth",
+                "--decoder",
+                "none",
+                "--tokens",
+                "1",
+                "--out",
+                "x.wav",
+            ][..],
+            "0",
+        ),
+        (&["eval", "--wavs", "none"][..], "1001"),
+    ] {
+        let mut args = command.to_vec();
+        args.extend(["--steps", steps]);
+        let out = arp_train(&repo(), &args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let stderr = text(&out.stderr);
+        assert!(
+            stderr.contains(&format!("{steps} is not in 1..=1000")),
+            "{args:?}: {stderr}"
+        );
+    }
+}
+
+/// A prompt longer than the model's context (the tiny model's seq_length is 512) is refused
+/// with its token count before the model is loaded; a reply that would run past the context is
+/// cut there, with a note.
+#[test]
+fn prompts_past_the_models_context_are_refused() {
+    let long = "word ".repeat(20_000);
+    let run = arp_train_measured(
+        &repo(),
+        &[
+            "generate",
+            "--model",
+            "models/tiny/glm-4-voice-9b",
+            "--prompt",
+            &long,
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    assert!(
+        run.stderr.contains(
+            "tokens (system prompt, persona and your turn), and the model's context is 512"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(run.peak_bytes < GIB, "peak {} bytes", run.peak_bytes);
+
+    let out = arp_train(
+        &repo(),
+        &[
+            "generate",
+            "--model",
+            "models/tiny/glm-4-voice-9b",
+            "--prompt",
+            "Hi",
+            "--max-new-tokens",
+            "100000",
+            "--device",
+            "cpu",
+        ],
+    );
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("the reply is cut at"), "{stderr}");
+}

@@ -381,6 +381,79 @@ fn the_tiny_recipe_runs_every_stage_and_its_package_answers() {
     let index = std::fs::read_to_string(output.join("plots.html")).unwrap();
     assert!(index.contains("src=\"eval/eval.svg\""), "{index}");
 
+    // A judge that refuses the key and echoes it (as OpenAI-compatible servers do): the key is
+    // in no output, no log and no file of the run or its package.
+    let secret = "sk-test-0123456789abcdefSECRET";
+    let (url, _) = crate::eval_cli::stub_endpoint(
+        "401 Unauthorized",
+        serde_json::json!({"error": {"message": format!(
+            "Incorrect API key provided: {secret}. Authorization: Bearer {secret}"
+        )}})
+        .to_string(),
+    );
+    let judge = crate::eval_cli::judge_file(dir.path(), &url);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args([
+            "eval",
+            "--model",
+            &package.display().to_string(),
+            "--judge",
+            &judge,
+        ])
+        .env("ARP_TEST_JUDGE_KEY", secret)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("answered HTTP 401"),
+        "{}",
+        text(&out.stderr)
+    );
+    let mut leaks = Vec::new();
+    for printed in [&out.stdout, &out.stderr] {
+        if String::from_utf8_lossy(printed).contains("0123456789abcdef") {
+            leaks.push("stdout/stderr".to_string());
+        }
+    }
+    let mut stack = vec![output.clone()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if String::from_utf8_lossy(&std::fs::read(&path).unwrap())
+                .contains("0123456789abcdef")
+            {
+                leaks.push(path.display().to_string());
+            }
+        }
+    }
+    assert!(leaks.is_empty(), "the judge's key leaked into {leaks:?}");
+    // A key pasted where the variable's name belongs is refused without being echoed.
+    let pasted = dir.path().join("pasted.yaml");
+    std::fs::write(
+        &pasted,
+        std::fs::read_to_string(&judge).unwrap().replace(
+            "api_key_env: ARP_TEST_JUDGE_KEY",
+            &format!("api_key_env: {secret}"),
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_arp-train"))
+        .args(["eval", "--model", &package.display().to_string(), "--judge"])
+        .arg(&pasted)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("api_key_env must be the name of an environment variable"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("0123456789abcdef"), "{stderr}");
+
     // Rerunning the finished recipe skips every stage and keeps the (scored) package.
     let before = package_files(&output);
     let out = arp_train(&repo(), &args);

@@ -45,6 +45,7 @@ pub struct Clip {
     pub segment: Segment,
 }
 
+#[derive(Debug)]
 pub struct Enrollment {
     pub series: Option<String>,
     /// Character name -> clips, in name order.
@@ -92,10 +93,51 @@ pub fn read(path: &Path) -> Result<Enrollment, String> {
     if characters.is_empty() {
         return Err(format!("{}: `characters` is empty", path.display()));
     }
+    check_names(path, &text, &characters)?;
     Ok(Enrollment {
         series: file.series,
         characters,
     })
+}
+
+/// Refuses names a manifest could not keep apart: two that differ only in case (manifests and
+/// recipes match speakers without regard to case, so their lines would train one voice), and
+/// build-data's own labels `other` and `reject`.
+fn check_names(path: &Path, text: &str, characters: &[(String, Vec<Clip>)]) -> Result<(), String> {
+    use super::corrections::REJECT;
+    use crate::data::speaker_names::same;
+    let at = |name: &str| format!("{}{}", path.display(), line_of(text, name));
+    for (i, (name, _)) in characters.iter().enumerate() {
+        if name.trim().is_empty() {
+            return Err(format!("{}: a character has an empty name", path.display()));
+        }
+        if same(name, super::assign::OTHER) || same(name, REJECT) {
+            return Err(format!(
+                "{}: `characters.{name}`: `{}` and `{REJECT}` are build-data's labels for lines of no enrolled character; give the character another name",
+                at(name),
+                super::assign::OTHER
+            ));
+        }
+        if let Some((earlier, _)) = characters[..i].iter().find(|(other, _)| same(other, name)) {
+            return Err(format!(
+                "{}: `characters.{name}` and `characters.{earlier}` differ only in case, and speakers are matched without regard to case: one voice would get both characters' lines; rename one",
+                at(name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `:LINE` of the mapping key `name:` in the enrollment file's text (empty when not found).
+fn line_of(text: &str, name: &str) -> String {
+    text.lines()
+        .position(|line| {
+            let key = line.trim_start().trim_start_matches(['"', '\'']);
+            key.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
+        })
+        .map(|i| format!(":{}", i + 1))
+        .unwrap_or_default()
 }
 
 /// Under the cache directory: the enrollment clips' embeddings.
@@ -164,4 +206,33 @@ pub fn embed(
     crate::atomic::write(&path, &json)
         .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(voices)
+}
+
+#[cfg(test)]
+mod tests {
+    fn read(yaml: &str) -> Result<super::Enrollment, String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("enroll.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        super::read(&path).map_err(|e| e.replace(&dir.path().display().to_string(), "DIR"))
+    }
+
+    #[test]
+    fn names_that_would_merge_or_that_build_data_uses_are_refused() {
+        let err = read("characters:\n  ada: [a.wav]\n  ADA: [b.wav]\n").unwrap_err();
+        assert!(err.starts_with("DIR/enroll.yaml:"), "{err}");
+        assert!(err.contains("differ only in case"), "{err}");
+        for label in ["other", "Other", "reject"] {
+            let err = read(&format!(
+                "characters:\n  ada: [a.wav]\n  {label}: [b.wav]\n"
+            ))
+            .unwrap_err();
+            assert!(err.starts_with("DIR/enroll.yaml:3: "), "{err}");
+            assert!(err.contains("build-data's labels"), "{err}");
+        }
+        let err = read("characters:\n  '': [a.wav]\n").unwrap_err();
+        assert!(err.contains("empty name"), "{err}");
+        let ok = read("characters:\n  ada: [a.wav]\n  bram: [b.wav]\n").unwrap();
+        assert_eq!(ok.characters.len(), 2);
+    }
 }

@@ -63,8 +63,8 @@ pub struct EvalArgs {
     /// else the user data directory's; without them that column is left out).
     #[arg(long, value_name = "FILE")]
     pub campplus_weights: Option<PathBuf>,
-    /// Euler steps of the flow when a package synthesizes.
-    #[arg(long, default_value_t = 10)]
+    /// Euler steps of the flow when a package synthesizes, 1 to 1000.
+    #[arg(long, default_value_t = 10, value_parser = super::synth::flow_steps())]
     pub steps: usize,
     /// Seed of the synthesis noise.
     #[arg(long, default_value_t = 0)]
@@ -278,9 +278,6 @@ fn run(args: EvalArgs, device: Option<DeviceSpec>) -> Result<(), Exit> {
 }
 
 fn setup(args: &EvalArgs) -> Result<Setup, Exit> {
-    if args.steps == 0 {
-        return Err(Exit::Usage("--steps must be at least 1".into()));
-    }
     let package = match &args.model {
         Some(dir) => match crate::package::open(dir).map_err(Exit::Usage)? {
             Some(_) => Some(dir.clone()),

@@ -12,6 +12,7 @@ use crate::data::prompt::{inference_prompt, split_reply, system_text, UserTurn};
 use crate::models::glm4::generation::{generate, Sampling};
 use crate::models::glm4::load::{load_adapter, load_model};
 use crate::models::glm4::tokenizer::GlmTokenizer;
+use crate::models::glm4::Glm4Config;
 use crate::models::whisper_vq::SpeechTokenizer;
 
 /// `arp-train generate` options.
@@ -92,6 +93,7 @@ impl BackendTask for Run<'_> {
             .clone()
             .unwrap_or_else(|| system_text(&turn, a.persona.as_deref()));
         let prompt = inference_prompt(tok, &system, &turn)?;
+        let max_new = within_context(&a.model, prompt.len(), a.max_new_tokens)?;
         let (mut model, _) = load_model::<B>(&a.model, &device)?;
         if let Some(adapter) = &a.adapter {
             load_adapter(&mut model, adapter, &device)?;
@@ -106,10 +108,31 @@ impl BackendTask for Run<'_> {
             }
         };
         let stop = [tok.token_id("<|user|>")?];
-        let reply = generate(&model, &prompt, a.max_new_tokens, &stop, sampling, &device);
+        let reply = generate(&model, &prompt, max_new, &stop, sampling, &device);
         let (text, codes) = split_reply(tok, &reply)?;
         Ok((text, codes, reply.len()))
     }
+}
+
+/// The new tokens that fit the model's context (config.json `seq_length`) after a prompt of
+/// `prompt` tokens, at most `max_new`; a prompt that fills the context is refused before the
+/// model is loaded (its attention would need memory quadratic in its length).
+fn within_context(model: &Path, prompt: usize, max_new: usize) -> Result<usize, String> {
+    let config = Glm4Config::from_file(&model.join("config.json")).map_err(|e| e.to_string())?;
+    let context = config.seq_length;
+    if prompt >= context {
+        return Err(format!(
+            "the prompt is {prompt} tokens (system prompt, persona and your turn), and the model's context is {context} (seq_length in {}): shorten it",
+            model.join("config.json").display()
+        ));
+    }
+    if prompt + max_new > context {
+        eprintln!(
+            "the reply is cut at {} tokens: the prompt's {prompt} and --max-new-tokens {max_new} are more than the model's context of {context}",
+            context - prompt
+        );
+    }
+    Ok(max_new.min(context - prompt))
 }
 
 pub fn generate_command(mut args: GenerateArgs, device: Option<DeviceSpec>) -> Exit {

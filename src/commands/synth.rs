@@ -9,7 +9,7 @@ use burn::tensor::backend::Backend;
 use super::Exit;
 use crate::audio::{wav, Audio};
 use crate::backend::{self, BackendTask, DeviceSpec, Dtype};
-use crate::models::decoder::synthesis::{check_length, Decoder};
+use crate::models::decoder::synthesis::{check_length, Decoder, MAX_FLOW_STEPS};
 use crate::models::decoder::{read_config, CONFIG_FILE};
 
 #[derive(clap::Args, Debug)]
@@ -27,8 +27,8 @@ pub struct SynthArgs {
     pub tokens: Option<String>,
     #[arg(long, value_name = "WAV")]
     pub out: PathBuf,
-    /// Euler steps of the flow (GLM-4-Voice uses 10).
-    #[arg(long, default_value_t = 10)]
+    /// Euler steps of the flow (GLM-4-Voice uses 10), 1 to 1000.
+    #[arg(long, default_value_t = 10, value_parser = flow_steps())]
     pub steps: usize,
     /// Seed of the flow's starting noise and the source's noise.
     #[arg(long, default_value_t = 0)]
@@ -130,9 +130,6 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
             ))
         }
     };
-    if args.steps == 0 {
-        return Exit::Usage("--steps must be at least 1".into());
-    }
     let decoder_dir = match decoder_dir(&args.decoder) {
         Ok(dir) => dir,
         Err(e) => return Exit::Usage(e),
@@ -195,4 +192,9 @@ mod tests {
         assert!(parse_codes(r#"{"codes": [4294967301]}"#).is_err());
         assert!(parse_codes("4294967301").is_err());
     }
+}
+
+/// `--steps`: 1 to [`MAX_FLOW_STEPS`], refused by the parser with the range.
+pub fn flow_steps() -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_FLOW_STEPS)
 }

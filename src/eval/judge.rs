@@ -76,6 +76,15 @@ impl Config {
         if file.max_lines == 0 {
             return Err(format!("{}: max_lines must be at least 1", path.display()));
         }
+        if let Some(var) = &file.api_key_env {
+            if !is_variable_name(var) {
+                // Never echoed: what is there is most likely the key itself.
+                return Err(format!(
+                    "{}: api_key_env must be the name of an environment variable (letters, digits and _, e.g. OPENAI_API_KEY) that holds the key, not the key itself; its value is not shown",
+                    path.display()
+                ));
+            }
+        }
         Ok(Config {
             endpoint: file.endpoint.trim_end_matches('/').to_string(),
             model: file.model,
@@ -151,6 +160,9 @@ pub fn judge(
         parse_score(content)
             .ok_or_else(|| format!("the judge's answer holds no score from 1 to 10: {content:?}"))
     };
+    // What the endpoint says goes to logs and reports: never with the key in it.
+    let ask =
+        |template: &str, line: &Line| ask(template, line).map_err(|e| scrub(&e, key.as_deref()));
     let mut rows = Vec::new();
     let (mut cq, mut cp) = (Vec::new(), Vec::new());
     let picked = &lines[..lines.len().min(config.max_lines)];
@@ -169,11 +181,71 @@ pub fn judge(
     bar.finish_and_clear();
     Ok(json!({
         "judge": config.model,
-        "endpoint": config.endpoint,
+        "endpoint": without_credentials(&config.endpoint),
         "content_quality": Stat::of(&cq),
         "content_personalization": Stat::of(&cp),
         "lines": rows,
     }))
+}
+
+fn is_variable_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+const REDACTED: &str = "[redacted]";
+
+/// `text` without the key and without anything shaped like a bearer token or an API key
+/// (`Bearer xyz`, `sk-...`): OpenAI-compatible servers echo the key they refused.
+pub fn scrub(text: &str, key: Option<&str>) -> String {
+    let mut out = match key.map(str::trim).filter(|k| k.len() >= 4) {
+        Some(key) => text.replace(key, REDACTED),
+        None => text.to_string(),
+    };
+    let token_char = |c: char| c.is_ascii_alphanumeric() || "-_.*~+/=".contains(c);
+    for marker in ["bearer ", "sk-"] {
+        let mut scrubbed = String::with_capacity(out.len());
+        let mut rest = out.as_str();
+        while let Some(at) = rest.to_ascii_lowercase().find(marker) {
+            let starts_word = rest[..at]
+                .chars()
+                .next_back()
+                .is_none_or(|c| !c.is_ascii_alphanumeric());
+            let after = at + marker.len();
+            let end = after
+                + rest[after..]
+                    .find(|c: char| !token_char(c))
+                    .unwrap_or(rest.len() - after);
+            scrubbed.push_str(&rest[..after]);
+            if starts_word && end > after {
+                scrubbed.push_str(REDACTED);
+            } else {
+                scrubbed.push_str(&rest[after..end]);
+            }
+            rest = &rest[end..];
+        }
+        scrubbed.push_str(rest);
+        out = scrubbed;
+    }
+    out
+}
+
+/// An endpoint URL as stored in reports: without `user:password@` and without a query.
+fn without_credentials(endpoint: &str) -> String {
+    let endpoint = endpoint.split(['?', '#']).next().unwrap_or_default();
+    match endpoint.split_once("://") {
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+            let host = authority
+                .rsplit_once('@')
+                .map_or(authority, |(_, host)| host);
+            format!("{scheme}://{host}{path}")
+        }
+        None => endpoint.to_string(),
+    }
 }
 
 /// The first number in the answer that lies in 1..=10 ("Score: 7", "7/10", "8.5").
@@ -196,7 +268,37 @@ pub fn parse_score(answer: &str) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_score;
+    use super::{is_variable_name, parse_score, scrub, without_credentials};
+
+    #[test]
+    fn what_the_endpoint_says_is_stored_without_keys() {
+        let key = "sk-proj-abcdef123456";
+        let said = format!(
+            "HTTP 401: Incorrect API key provided: {key}. Also sk-abc***xyz, Authorization: Bearer tok.en-1 and the key {key}"
+        );
+        let clean = scrub(&said, Some(key));
+        assert!(!clean.contains("abcdef"), "{clean}");
+        assert!(
+            !clean.contains("abc***xyz") && !clean.contains("tok.en-1"),
+            "{clean}"
+        );
+        assert!(
+            clean.starts_with("HTTP 401: Incorrect API key provided: [redacted]"),
+            "{clean}"
+        );
+        assert_eq!(scrub("risk-free task-based", None), "risk-free task-based");
+        let key_only = scrub("it was hunter2secret", Some("hunter2secret"));
+        assert_eq!(key_only, "it was [redacted]");
+        assert_eq!(
+            without_credentials("https://user:pw@api.example.com/v1?api_key=x"),
+            "https://api.example.com/v1"
+        );
+        assert!(
+            is_variable_name("OPENAI_API_KEY")
+                && !is_variable_name("sk-abc")
+                && !is_variable_name("")
+        );
+    }
 
     #[test]
     fn scores_are_read_from_free_text() {

@@ -102,6 +102,9 @@ fn name_part(key: &str, value: &str) -> String {
     )
 }
 
+/// The most runs one sweep file expands to (runs x every grid combination).
+pub const MAX_RUNS: usize = 1000;
+
 impl Sweep {
     pub fn load(file: &Path) -> Result<Sweep, String> {
         let text = crate::recipe::node::read_document(file)
@@ -139,6 +142,30 @@ impl Sweep {
                     )
                 })?;
             axes.push((key, values.iter().map(value_text).collect()));
+        }
+        // Counted before anything is expanded: ten keys of ten values are 10^10 runs.
+        let count = axes
+            .iter()
+            .try_fold(spec.runs.len().max(1), |n, (_, values)| {
+                n.checked_mul(values.len())
+            })
+            .filter(|&n| n <= MAX_RUNS);
+        if count.is_none() {
+            let digits: Vec<String> = std::iter::once(spec.runs.len().max(1))
+                .chain(axes.iter().map(|(_, values)| values.len()))
+                .map(|n| n.to_string())
+                .collect();
+            let total = axes
+                .iter()
+                .fold(spec.runs.len().max(1) as f64, |n, (_, v)| {
+                    n * v.len() as f64
+                });
+            return Err(format!(
+                "{}: the sweep has {} runs ({}: the runs times each grid list's length); a sweep runs at most {MAX_RUNS}: split it or shorten the grid's lists",
+                file.display(),
+                if total < 1e15 { format!("{total:.0}") } else { "more than 10^15".to_string() },
+                digits.join(" x "),
+            ));
         }
         // Every combination of the grid, in file order (the last key varies fastest).
         let mut combos: Vec<(Vec<String>, Vec<String>)> = vec![(Vec::new(), Vec::new())];
@@ -250,6 +277,26 @@ mod tests {
         );
         assert_eq!(sweep.common, ["seed=3"]);
         assert!(sweep.recipe.ends_with("r.yaml") && sweep.recipe.is_absolute());
+    }
+
+    #[test]
+    fn a_grid_is_counted_before_it_is_expanded() {
+        let keys: String = (0..10)
+            .map(|k| format!("  k{k}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"))
+            .collect();
+        let err = load(&format!("recipe: r.yaml\ngrid:\n{keys}")).unwrap_err();
+        assert!(
+            err.contains("the sweep has 10000000000 runs (1 x 10 x 10"),
+            "{err}"
+        );
+        assert!(err.contains("at most 1000"), "{err}");
+        let keys: String = (0..40)
+            .map(|k| format!("  k{k}: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"))
+            .collect();
+        let err = load(&format!("recipe: r.yaml\ngrid:\n{keys}")).unwrap_err();
+        assert!(err.contains("more than 10^15 runs"), "{err}");
+        let ok = load("recipe: r.yaml\ngrid:\n  a: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n  b: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n  c: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\n").unwrap();
+        assert_eq!(ok.runs.len(), 1000);
     }
 
     #[test]

@@ -51,6 +51,10 @@ pub struct Decoder<B: Backend> {
     hift: Hift<B>,
 }
 
+/// The most Euler steps `synth` and `eval` take (GLM-4-Voice uses 10; past a few hundred the
+/// solution no longer changes, and each step is a full flow forward).
+pub const MAX_FLOW_STEPS: u64 = 1000;
+
 impl<B: Backend> Decoder<B> {
     pub fn load(dir: &Path, device: &B::Device) -> Result<Self, String> {
         let config = read_config(&dir.join(CONFIG_FILE))?;
