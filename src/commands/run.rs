@@ -223,12 +223,7 @@ fn describe(
             missing.len()
         );
         for m in missing {
-            println!(
-                "  {}: `{}`: {}",
-                m.origin,
-                m.key,
-                m.message.trim_end_matches(" (needed to run)")
-            );
+            println!("  {}: `{}`: {}", m.origin, m.key, m.message);
         }
     }
     Exit::Ok

@@ -207,27 +207,31 @@ pub fn scrub(text: &str, key: Option<&str>) -> String {
     };
     let token_char = |c: char| c.is_ascii_alphanumeric() || "-_.*~+/=".contains(c);
     for marker in ["bearer ", "sk-"] {
+        // ASCII lowercasing keeps every byte offset, so positions in `lower` index `out`.
+        let lower = out.to_ascii_lowercase();
         let mut scrubbed = String::with_capacity(out.len());
-        let mut rest = out.as_str();
-        while let Some(at) = rest.to_ascii_lowercase().find(marker) {
-            let starts_word = rest[..at]
+        let (mut copied, mut scanned) = (0, 0);
+        for (at, _) in lower.match_indices(marker) {
+            if at < scanned {
+                continue;
+            }
+            let starts_word = out[..at]
                 .chars()
                 .next_back()
                 .is_none_or(|c| !c.is_ascii_alphanumeric());
             let after = at + marker.len();
             let end = after
-                + rest[after..]
+                + out[after..]
                     .find(|c: char| !token_char(c))
-                    .unwrap_or(rest.len() - after);
-            scrubbed.push_str(&rest[..after]);
+                    .unwrap_or(out.len() - after);
             if starts_word && end > after {
+                scrubbed.push_str(&out[copied..after]);
                 scrubbed.push_str(REDACTED);
-            } else {
-                scrubbed.push_str(&rest[after..end]);
+                copied = end;
             }
-            rest = &rest[end..];
+            scanned = end;
         }
-        scrubbed.push_str(rest);
+        scrubbed.push_str(&out[copied..]);
         out = scrubbed;
     }
     out

@@ -29,12 +29,17 @@ impl fmt::Display for Diagnostic {
             Severity::Error => "error",
             Severity::Warning => "warning",
         };
+        let needed = if self.missing_input && self.severity == Severity::Warning {
+            " (needed to run)"
+        } else {
+            ""
+        };
         if self.key.is_empty() {
-            write!(f, "{}: {level}: {}", self.origin, self.message)
+            write!(f, "{}: {level}: {}{needed}", self.origin, self.message)
         } else {
             write!(
                 f,
-                "{}: {level}: `{}`: {}",
+                "{}: {level}: `{}`: {}{needed}",
                 self.origin, self.key, self.message
             )
         }
@@ -49,22 +54,26 @@ pub struct Diagnostics {
 
 impl Diagnostics {
     pub fn error(&self, origin: &Origin, key: &str, message: impl Into<String>) {
-        self.push(Severity::Error, origin, key, message.into());
+        self.push(Severity::Error, origin, key, message.into(), false);
     }
 
     pub fn warning(&self, origin: &Origin, key: &str, message: impl Into<String>) {
-        self.push(Severity::Warning, origin, key, message.into());
+        self.push(Severity::Warning, origin, key, message.into(), false);
     }
 
     /// A warning about an input that is not there yet (what a dry run lists as missing).
     pub fn missing_input(&self, origin: &Origin, key: &str, message: impl Into<String>) {
-        self.push(Severity::Warning, origin, key, message.into());
-        if let Some(last) = self.items.borrow_mut().last_mut() {
-            last.missing_input = true;
-        }
+        self.push(Severity::Warning, origin, key, message.into(), true);
     }
 
-    fn push(&self, severity: Severity, origin: &Origin, key: &str, message: String) {
+    fn push(
+        &self,
+        severity: Severity,
+        origin: &Origin,
+        key: &str,
+        message: String,
+        missing_input: bool,
+    ) {
         let mut items = self.items.borrow_mut();
         let duplicate = items
             .iter()
@@ -75,7 +84,7 @@ impl Diagnostics {
                 origin: origin.clone(),
                 key: key.to_string(),
                 message,
-                missing_input: false,
+                missing_input,
             });
         }
     }

@@ -288,10 +288,7 @@ fn missing_input(s: &Section, key: &'static str, problem: String, paths: PathChe
     };
     match paths {
         PathCheck::Strict => s.diags().error(&origin, &key, problem),
-        PathCheck::Lenient => {
-            s.diags()
-                .missing_input(&origin, &key, format!("{problem} (needed to run)"))
-        }
+        PathCheck::Lenient => s.diags().missing_input(&origin, &key, problem),
     }
 }
 

@@ -144,27 +144,18 @@ impl Sweep {
             axes.push((key, values.iter().map(value_text).collect()));
         }
         // Counted before anything is expanded: ten keys of ten values are 10^10 runs.
-        let count = axes
-            .iter()
-            .try_fold(spec.runs.len().max(1), |n, (_, values)| {
-                n.checked_mul(values.len())
-            })
-            .filter(|&n| n <= MAX_RUNS);
-        if count.is_none() {
-            let digits: Vec<String> = std::iter::once(spec.runs.len().max(1))
-                .chain(axes.iter().map(|(_, values)| values.len()))
-                .map(|n| n.to_string())
-                .collect();
-            let total = axes
-                .iter()
-                .fold(spec.runs.len().max(1) as f64, |n, (_, v)| {
-                    n * v.len() as f64
-                });
+        let lengths: Vec<usize> = std::iter::once(spec.runs.len().max(1))
+            .chain(axes.iter().map(|(_, values)| values.len()))
+            .collect();
+        // Exact below 2^53, which is all the message prints.
+        let count: f64 = lengths.iter().map(|&n| n as f64).product();
+        if count > MAX_RUNS as f64 {
+            let factors: Vec<String> = lengths.iter().map(usize::to_string).collect();
             return Err(format!(
                 "{}: the sweep has {} runs ({}: the runs times each grid list's length); a sweep runs at most {MAX_RUNS}: split it or shorten the grid's lists",
                 file.display(),
-                if total < 1e15 { format!("{total:.0}") } else { "more than 10^15".to_string() },
-                digits.join(" x "),
+                if count < 1e15 { format!("{count:.0}") } else { "more than 10^15".to_string() },
+                factors.join(" x "),
             ));
         }
         // Every combination of the grid, in file order (the last key varies fastest).
