@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::assign::OTHER;
+use super::yaml_place;
 
 /// The file build-data reads from its output directory when `--corrections` is not given.
 pub const FILE: &str = "corrections.yaml";
@@ -49,24 +50,12 @@ pub fn read(
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read corrections file {}: {e}", path.display()))?;
     let entries: Option<BTreeMap<String, String>> = serde_yaml::from_str(&text).map_err(|e| {
-        let place = e
-            .location()
-            .map(|l| format!(":{}", l.line()))
-            .unwrap_or_default();
         format!(
-            "{}{place}: {e} (expected `line-id: character | other | reject` per line)",
-            path.display()
+            "{} (expected `line-id: character | other | reject` per line)",
+            yaml_place::syntax_error(path, &e)
         )
     })?;
-    let line_of = |id: &str| {
-        text.lines()
-            .position(|l| {
-                l.trim_start()
-                    .trim_start_matches(['"', '\''])
-                    .starts_with(id)
-            })
-            .map_or(String::new(), |n| format!(":{}", n + 1))
-    };
+    let line_of = |id: &str| yaml_place::key_line(&text, path, None, id);
     let mut corrections = Corrections::new();
     for (id, verdict) in entries.unwrap_or_default() {
         if !ids.contains(&id) {

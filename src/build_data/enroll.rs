@@ -15,6 +15,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::yaml_place;
 use crate::audio::error::Segment;
 
 #[derive(Deserialize)]
@@ -56,13 +57,7 @@ pub struct Enrollment {
 pub fn read(path: &Path) -> Result<Enrollment, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read enrollment file {}: {e}", path.display()))?;
-    let file: File = serde_yaml::from_str(&text).map_err(|e| {
-        let place = e
-            .location()
-            .map(|l| format!(":{}", l.line()))
-            .unwrap_or_default();
-        format!("{}{place}: {e}", path.display())
-    })?;
+    let file: File = serde_yaml::from_str(&text).map_err(|e| yaml_place::syntax_error(path, &e))?;
     let base = path.parent().unwrap_or(Path::new(""));
     let mut characters = Vec::new();
     for (name, entries) in file.characters {
@@ -106,7 +101,10 @@ pub fn read(path: &Path) -> Result<Enrollment, String> {
 fn check_names(path: &Path, text: &str, characters: &[(String, Vec<Clip>)]) -> Result<(), String> {
     use super::corrections::REJECT;
     use crate::data::speaker_names::same;
-    let at = |name: &str| format!("{}{}", path.display(), line_of(text, name));
+    let at = |name: &str| {
+        let line = yaml_place::key_line(text, path, Some("characters"), name);
+        format!("{}{line}", path.display())
+    };
     for (i, (name, _)) in characters.iter().enumerate() {
         if name.trim().is_empty() {
             return Err(format!("{}: a character has an empty name", path.display()));
@@ -126,18 +124,6 @@ fn check_names(path: &Path, text: &str, characters: &[(String, Vec<Clip>)]) -> R
         }
     }
     Ok(())
-}
-
-/// `:LINE` of the mapping key `name:` in the enrollment file's text (empty when not found).
-fn line_of(text: &str, name: &str) -> String {
-    text.lines()
-        .position(|line| {
-            let key = line.trim_start().trim_start_matches(['"', '\'']);
-            key.strip_prefix(name)
-                .is_some_and(|rest| rest.trim_start_matches(['"', '\'']).starts_with(':'))
-        })
-        .map(|i| format!(":{}", i + 1))
-        .unwrap_or_default()
 }
 
 /// Under the cache directory: the enrollment clips' embeddings.

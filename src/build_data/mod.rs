@@ -23,6 +23,7 @@ pub mod report;
 pub mod report_html;
 pub mod scores;
 pub mod subtitles;
+pub mod yaml_place;
 
 use std::collections::HashSet;
 use std::path::PathBuf;
