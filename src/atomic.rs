@@ -1,11 +1,28 @@
 //! Writing files so that a crash never leaves a half-written one: write a temporary file beside
 //! the target, sync it, rename it over the target, sync the directory.
+//!
+//! An output is only ever a regular file or a new name: a symbolic link, a FIFO, a device or a
+//! directory in its place is refused, never replaced or written through (`check_target`).
 
 use std::io::Write;
 use std::path::Path;
 
 /// Replaces `path` with `contents` atomically (readers see the old file or the new one).
 pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    replace_with(path, |tmp| {
+        let mut file = new_file(tmp)?;
+        file.write_all(contents)?;
+        file.sync_all()
+    })
+}
+
+/// Replaces `path` atomically with what `fill` writes to the temporary path it is given (a new
+/// file there; `fill` creates it).
+pub fn replace_with(
+    path: &Path,
+    fill: impl FnOnce(&Path) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    check_target(path)?;
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -16,12 +33,10 @@ pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    {
-        let mut file = std::fs::File::create(&tmp)?;
-        file.write_all(contents)?;
-        file.sync_all()?;
-    }
-    if let Err(e) = std::fs::rename(&tmp, path) {
+    // A leftover of a crashed process with the same id (never followed if it is a link).
+    let _ = std::fs::remove_file(&tmp);
+    let written = fill(&tmp).and_then(|()| std::fs::File::open(&tmp)?.sync_all());
+    if let Err(e) = written.and_then(|()| std::fs::rename(&tmp, path)) {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
@@ -30,6 +45,40 @@ pub fn write(path: &Path, contents: &[u8]) -> std::io::Result<()> {
         let _ = d.sync_all();
     }
     Ok(())
+}
+
+/// A file created at `path`, failing if anything (a link included) is already there.
+pub fn new_file(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// `Ok` when `path` is free or a regular file; an error saying what is there otherwise (a
+/// symbolic link, a FIFO, a device, a directory), so that an output never replaces or writes
+/// through something that is not its own file.
+pub fn check_target(path: &Path) -> std::io::Result<()> {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return Ok(());
+    };
+    let kind = meta.file_type();
+    let what = if kind.is_symlink() {
+        "a symbolic link (give the path it points to, or a new name)"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_file() {
+        return Ok(());
+    } else {
+        "not a regular file (a FIFO, socket or device)"
+    };
+    Err(std::io::Error::new(
+        std::io::ErrorKind::InvalidInput,
+        format!(
+            "{} is {what}: outputs are written only as regular files",
+            path.display()
+        ),
+    ))
 }
 
 /// Writes a whole directory atomically: `fill` writes into `.<name>.tmp-<pid>` beside `dir`; its
@@ -90,5 +139,39 @@ mod tests {
             .map(|e| e.unwrap().file_name())
             .collect();
         assert_eq!(names, ["report.jsonl"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_fifos_devices_and_directories_are_never_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target.json");
+        std::fs::write(&target, b"keep").unwrap();
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        for (path, says) in [
+            (link.as_path(), "a symbolic link"),
+            (fifo.as_path(), "not a regular file"),
+            (std::path::Path::new("/dev/full"), "not a regular file"),
+            (dir.path(), "a directory"),
+        ] {
+            let err = super::write(path, b"new").unwrap_err().to_string();
+            assert!(err.contains(says), "{path:?}: {err}");
+        }
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+        assert!(std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        // A link planted at the temporary name is removed, not written through.
+        let planted = dir
+            .path()
+            .join(format!(".out.json.tmp-{}", std::process::id()));
+        std::os::unix::fs::symlink(&target, &planted).unwrap();
+        super::write(&dir.path().join("out.json"), b"new").unwrap();
+        assert_eq!(std::fs::read(&target).unwrap(), b"keep");
     }
 }

@@ -446,3 +446,106 @@ fn the_speaker_encoder_is_found_from_any_directory() {
     assert!(found.status.success(), "{}", text(&found.stderr));
     assert!(dir.path().join("built/manifest.jsonl").is_file());
 }
+
+#[test]
+fn subtitles_never_fail_silently() {
+    let dir = tempfile::tempdir().unwrap();
+    let episodes_dir = dir.path().join("episodes");
+    std::fs::create_dir(&episodes_dir).unwrap();
+    for name in ["bad", "latin", "noise"] {
+        let media = episodes_dir.join(format!("{name}.m4a"));
+        std::fs::copy(episodes().join("s02e01.m4a"), media).unwrap();
+    }
+    // One good cue among cues no line can come from; the negative one used to lose its sign and
+    // become an 8.7 s clip.
+    std::fs::write(
+        episodes_dir.join("bad.srt"),
+        "1\n-00:00:01,000 --> 00:00:09,539\nnegative\n\n2\n00:00:05,000 --> 00:00:04,000\nbackwards\n\n\
+         3\n00:00:05,000 --> 00:00:05,000\nzero\n\n4\n99:00:00,000 --> 99:00:01,000\nabsurd\n\n\
+         5\n00:00:07,144 --> 00:00:09,539\nOnly when it feels appreciated.\n",
+    )
+    .unwrap();
+    let latin1: Vec<u8> =
+        "1\n00:00:07,144 --> 00:00:09,539\nOnly when it feels appr\u{e9}ciated.\n"
+            .chars()
+            .map(|c| c as u32 as u8)
+            .collect();
+    std::fs::write(episodes_dir.join("latin.srt"), latin1).unwrap();
+    let noise: Vec<u8> = (0..20_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    std::fs::write(episodes_dir.join("noise.srt"), &noise).unwrap();
+    let clips = episodes().join("../tiny-lab/wavs");
+    let clip = |name: &str| clips.join(name).display().to_string();
+    let enroll = dir.path().join("enroll.yaml");
+    std::fs::write(
+        &enroll,
+        format!(
+            "characters:\n  ada: [{}]\n  bram: [{}]\n",
+            clip("tinylab-solo-ada-01.wav"),
+            clip("tinylab-solo-bram-04.wav")
+        ),
+    )
+    .unwrap();
+    let out = dir.path().join("built");
+    let run = build_from(&episodes_dir, &enroll, &out);
+    let (stdout, stderr) = (text(&run.stdout), text(&run.stderr));
+    assert!(run.status.success(), "{stderr}\n{stdout}");
+    assert!(
+        stderr.contains(
+            "noise.srt: no subtitle lines (no cue with a time line found; read as windows-1252)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("latin.srt: not UTF-8; read as windows-1252"),
+        "{stderr}"
+    );
+    let rejected = json_lines(&out.join("rejected.jsonl"));
+    let bad: Vec<(String, String)> = rejected
+        .iter()
+        .filter(|r| r.get("subtitle").is_some())
+        .map(|r| {
+            (
+                r["subtitle"].as_str().unwrap().to_string(),
+                r["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let place = |line: usize| format!("../episodes/bad.srt:{line}");
+    assert_eq!(
+        bad,
+        [
+            (place(2), "bad_time".to_string()),
+            (place(6), "no_length".to_string()),
+            (place(10), "no_length".to_string()),
+            (place(14), "bad_time".to_string()),
+        ],
+        "{rejected:?}"
+    );
+    assert!(stdout.contains("bad_time 2"), "{stdout}");
+    let manifest = json_lines(&out.join("manifest.jsonl"));
+    let texts: Vec<&str> = manifest
+        .iter()
+        .map(|l| l["text"].as_str().unwrap())
+        .collect();
+    assert!(
+        texts.contains(&"Only when it feels appr\u{e9}ciated."),
+        "{texts:?}"
+    );
+    assert!(texts.iter().all(|t| !t.contains("negative")), "{texts:?}");
+
+    // Subtitles that yield nothing anywhere: an error, not an empty manifest.
+    let nothing = dir.path().join("nothing");
+    std::fs::create_dir(&nothing).unwrap();
+    std::fs::copy(episodes().join("s02e01.m4a"), nothing.join("e.m4a")).unwrap();
+    std::fs::write(nothing.join("e.srt"), "").unwrap();
+    let run = build_from(&nothing, &enroll, &dir.path().join("built-nothing"));
+    let stderr = text(&run.stderr);
+    assert!(!run.status.success());
+    assert!(
+        stderr.contains("no subtitle lines in any episode's subtitles"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("built-nothing/manifest.jsonl").exists());
+}

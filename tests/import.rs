@@ -49,7 +49,17 @@ fn glm4_voice_sft_turns_become_lines_with_the_conversation_as_context() {
         {"user": {"wav_path": "audio/tinylab-s01e01-sc01-01.wav"}, "agent": {"wav_path": "audio/tinylab-s01e01-sc01-02.wav", "text": "That is not a fire. That is an experiment."}},
         {"user": {"wav_path": "audio/tinylab-s01e01-sc01-03.wav"}, "agent": {"wav_path": "audio/tinylab-s01e01-sc01-04.wav", "text": "Smoke is data. Write it down."}}]}"#;
     let sft = d.join("sft.jsonl");
-    std::fs::write(&sft, conversation.replace('\n', "") + "\n{\"broken\": 1}\n").unwrap();
+    // A 2000-turn conversation: each line keeps the newest MAX_CONTEXT_TURNS earlier turns, so
+    // the manifest grows linearly (it was 427 MB, every turn carrying all the earlier ones).
+    let turn = r#"{"user": {"wav_path": "audio/tinylab-s01e01-sc01-01.wav", "text": "And?"}, "agent": {"wav_path": "audio/tinylab-s01e01-sc01-02.wav", "text": "That is not a fire."}}"#;
+    let long = format!(
+        r#"{{"id": "long", "data": [{}]}}"#,
+        vec![turn; 2000].join(",")
+    );
+    let mut bytes = (conversation.replace('\n', "") + "\n{\"broken\": 1}\n").into_bytes();
+    bytes.extend(b"{\"id\": \"caf\xe9\", \"data\": []}\n");
+    bytes.extend(long.as_bytes());
+    std::fs::write(&sft, bytes).unwrap();
     let (lines, stderr) = import(
         d,
         &[
@@ -61,7 +71,20 @@ fn glm4_voice_sft_turns_become_lines_with_the_conversation_as_context() {
             "ada",
         ],
     );
-    assert_eq!(lines.len(), 2);
+    assert_eq!(lines.len(), 2002);
+    let last = &lines[2001];
+    assert_eq!(last["id"], "long-1999");
+    let context = last["context"].as_array().unwrap();
+    assert_eq!(context.len(), arp_train::data::manifest::MAX_CONTEXT_TURNS);
+    assert_eq!(context.last().unwrap()["text"], "And?");
+    let size = std::fs::metadata(dir.path().join("out/manifest.jsonl"))
+        .unwrap()
+        .len();
+    assert!(size < 40 << 20, "{size} bytes");
+    assert!(
+        stderr.contains("sft.jsonl:3: not UTF-8 (byte 12 of the line)"),
+        "{stderr}"
+    );
     assert_eq!(lines[1]["id"], "7-001");
     assert_eq!(lines[1]["speaker"], "ada");
     // Not beneath the manifest's directory: absolute.
@@ -114,10 +137,10 @@ fn ljspeech_metadata_becomes_lines() {
     std::fs::copy(clip("tinylab-solo-ada-02"), d.join("wavs/LJ001-0002.wav")).unwrap();
     std::fs::write(
         d.join("metadata.csv"),
-        "LJ001-0001|I never guess; I compute.|I never guess. I compute.\nLJ001-0002|Please stand behind the yellow line.\n",
+        b"LJ001-0001|I never guess; I compute.|I never guess. I compute.\nLJ001-0002|Please stand behind the yellow line.\nLJ001-0003|caf\xe9\nLJ001-0004|pipe|in|too|many|fields\n",
     )
     .unwrap();
-    let (lines, _) = import(
+    let (lines, stderr) = import(
         dir.path(),
         &[
             "--format",
@@ -134,6 +157,14 @@ fn ljspeech_metadata_becomes_lines() {
         "the normalized text"
     );
     assert_eq!(lines[1]["text"], "Please stand behind the yellow line.");
+    assert!(
+        stderr.contains("metadata.csv:3: not UTF-8 (byte 15 of the line)"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("metadata.csv:4: 6 fields; rows are `id|text|normalized text`"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -164,6 +195,8 @@ fn speaker_folders_with_transcripts_become_lines() {
     )
     .unwrap();
     std::fs::write(root.join("bram/no-clip.txt"), "Where is my audio?").unwrap();
+    std::fs::copy(clip("tinylab-solo-bram-05"), root.join("bram/latin.wav")).unwrap();
+    std::fs::write(root.join("bram/latin.txt"), b"caf\xe9").unwrap();
     let (lines, stderr) = import(
         dir.path(),
         &["--format", "folders", "--input", root.to_str().unwrap()],
@@ -182,4 +215,5 @@ fn speaker_folders_with_transcripts_become_lines() {
         stderr.contains("no-clip.txt: a transcript with no audio clip of the same name"),
         "{stderr}"
     );
+    assert!(stderr.contains("latin.txt: not UTF-8 (byte 4)"), "{stderr}");
 }

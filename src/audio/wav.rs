@@ -73,6 +73,17 @@ fn collect<S, I: Iterator<Item = hound::Result<S>>>(
     Ok(out)
 }
 
+/// Saves 16-bit mono PCM at `path` atomically, never through a link or into a FIFO or device
+/// (`crate::atomic`): what synthesis hands a user.
+pub fn save_mono_i16(path: &Path, audio: &Audio) -> std::io::Result<()> {
+    crate::atomic::replace_with(path, |tmp| {
+        write_mono_i16(tmp, audio).map_err(|e| match e {
+            hound::Error::IoError(e) => e,
+            other => std::io::Error::other(other.to_string()),
+        })
+    })
+}
+
 /// Writes 16-bit mono PCM (used for synthesized audio and test data).
 pub fn write_mono_i16(path: &Path, audio: &Audio) -> hound::Result<()> {
     let spec = hound::WavSpec {

@@ -36,6 +36,10 @@ const ANCHOR_MARGIN: f64 = 0.1;
 /// Competitor groups are looked for among lines this far under the threshold.
 const POOL_BELOW: f64 = 0.05;
 const MIN_GROUP: usize = 5;
+/// The most pooled lines searched for competitor groups (the search is quadratic): an even
+/// sample of a larger pool, lines corrected to `other` always in it. A season's pool is smaller;
+/// past it, an extra with only a handful of lines may go unfound.
+const MAX_GROUP_POOL: usize = 6000;
 const MAX_ROUNDS: usize = 10;
 const DEFAULT_MARGIN: f64 = 0.05;
 
@@ -177,6 +181,11 @@ pub fn assign_show(
                 }),
             })
             .collect();
+        let pool = thinned(
+            pool,
+            |i| matches!(pins[i], Some(Pin::Other)),
+            MAX_GROUP_POOL,
+        );
         let found = dense_groups(lines, &pool, threshold, MIN_GROUP);
         groups = found.iter().map(Vec::len).collect();
         let competitors: Vec<Vec<f32>> = found
@@ -308,6 +317,19 @@ fn mean_direction<'a>(vectors: impl Iterator<Item = &'a [f32]>, dim: usize) -> V
     normalized(&sum)
 }
 
+/// At most `max` of `pool`: those `keep` says first, then an even sample of the others.
+fn thinned(pool: Vec<usize>, keep: impl Fn(usize) -> bool, max: usize) -> Vec<usize> {
+    if pool.len() <= max {
+        return pool;
+    }
+    let (mut kept, rest): (Vec<usize>, Vec<usize>) = pool.into_iter().partition(|&i| keep(i));
+    kept.truncate(max);
+    let room = max - kept.len();
+    kept.extend((0..room).map(|k| rest[k * rest.len() / room]));
+    kept.sort_unstable();
+    kept
+}
+
 /// Greedy dense groups among `pool`: repeatedly the line with the most neighbours (cosine at or
 /// above `link`) still ungrouped, with those neighbours, while it has at least `min_size`.
 fn dense_groups(
@@ -364,6 +386,14 @@ fn dense_groups(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_large_pool_is_thinned_evenly_keeping_pinned_lines() {
+        let small: Vec<usize> = (0..10).collect();
+        assert_eq!(thinned(small.clone(), |_| false, 10), small);
+        let thinned = thinned((0..1000).collect(), |i| i == 999 || i == 3, 10);
+        assert_eq!(thinned, [0, 3, 125, 250, 375, 500, 624, 749, 874, 999]);
+    }
 
     /// A unit vector near axis `axis` of 8, nudged by `jitter` along axis 7.
     fn near(axis: usize, jitter: f32) -> Vec<f32> {

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::subtitles::{self, Cue};
+use super::subtitles::{self, BadCue, Cue};
 use crate::listing::{has_extension, sorted_entries};
 
 pub struct Episode {
@@ -12,6 +12,8 @@ pub struct Episode {
     /// The file name without extension (the manifest's `episode`).
     pub name: String,
     pub cues: Vec<Cue>,
+    /// Cues of the subtitle file that cannot be spoken lines (for `rejected.jsonl`).
+    pub rejected: Vec<BadCue>,
 }
 
 /// Media extensions looked for in a directory (any file named explicitly is taken).
@@ -21,7 +23,8 @@ const MEDIA: [&str; 14] = [
 ];
 
 /// The episodes among `inputs` (media files, or directories searched for media files), each
-/// with its subtitles read. A media file without subtitles is an error naming it.
+/// with its subtitles read. A media file without subtitles is an error naming it; subtitles
+/// that yield no line are a warning per file, and an error when no episode yields any.
 pub fn find(inputs: &[PathBuf]) -> Result<Vec<Episode>, String> {
     let mut media = Vec::new();
     for input in inputs {
@@ -45,29 +48,61 @@ pub fn find(inputs: &[PathBuf]) -> Result<Vec<Episode>, String> {
             MEDIA.join(", ")
         ));
     }
-    media
-        .into_iter()
-        .map(|media| {
-            let subtitles = subtitles_of(&media).ok_or_else(|| {
-                format!(
-                    "{}: no subtitles beside it (looked for {} with the same name)",
-                    media.display(),
-                    subtitles::EXTENSIONS.map(|e| format!(".{e}")).join(", ")
-                )
-            })?;
-            let cues = subtitles::read(&subtitles)?;
-            let name = media
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Ok(Episode {
-                media,
-                subtitles,
-                name,
-                cues,
-            })
-        })
-        .collect()
+    let episodes: Vec<Episode> = media.into_iter().map(episode).collect::<Result<_, _>>()?;
+    if episodes.iter().all(|e| e.cues.is_empty()) {
+        let files: Vec<String> = episodes
+            .iter()
+            .map(|e| e.subtitles.display().to_string())
+            .collect();
+        return Err(format!(
+            "no subtitle lines in any episode's subtitles ({}): see the warnings above",
+            files.join(", ")
+        ));
+    }
+    Ok(episodes)
+}
+
+/// The episode of one media file, its subtitles read (and warned about where they hold no
+/// line, or their encoding had to be guessed).
+fn episode(media: PathBuf) -> Result<Episode, String> {
+    let path = subtitles_of(&media).ok_or_else(|| {
+        format!(
+            "{}: no subtitles beside it (looked for {} with the same name)",
+            media.display(),
+            subtitles::EXTENSIONS.map(|e| format!(".{e}")).join(", ")
+        )
+    })?;
+    let read = subtitles::read(&path)?;
+    if read.guessed {
+        tracing::warn!(
+            "{}: not UTF-8; read as {}. If its accents look wrong in report.md, convert it to \
+             UTF-8 first (iconv -f ENCODING -t UTF-8)",
+            path.display(),
+            read.encoding
+        );
+    }
+    if read.cues.is_empty() {
+        let why = match read.rejected.len() {
+            0 => "no cue with a time line found".to_string(),
+            n => format!("all {n} cues rejected, each listed in rejected.jsonl"),
+        };
+        tracing::warn!(
+            "{}: no subtitle lines ({why}; read as {}): the episode gives nothing",
+            path.display(),
+            read.encoding
+        );
+    }
+    let name = media
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    Ok(Episode {
+        media,
+        subtitles: path,
+        name,
+        cues: read.cues,
+        rejected: read.rejected,
+    })
 }
 
 /// A note for an episode with several audio tracks (a dub, a commentary) naming the one read,

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use super::assign::Assignment;
 use super::corrections::Verdict;
-use super::subtitles::Cue;
+use super::subtitles::{BadCue, Cue};
 
 pub use super::assign::OTHER;
 
@@ -44,6 +44,13 @@ impl Line {
     pub fn trained(&self) -> bool {
         self.rejection.is_none() && self.speaker() != OTHER
     }
+}
+
+/// A subtitle cue rejected before it became a line (a bad time, no text...), with its files.
+pub struct BadLine {
+    pub episode: PathBuf,
+    pub subtitles: PathBuf,
+    pub cue: BadCue,
 }
 
 /// Numbers the scenes of each episode: a new scene after a pause longer than `gap` seconds

@@ -37,7 +37,7 @@ use cache::{EpisodeCache, Measured};
 use corrections::Verdict;
 use episodes::Episode;
 use filters::LineFilters;
-use line::Line;
+use line::{BadLine, Line};
 use report::Report;
 
 /// The rejection of a subtitle line that holds two or more speakers' turns (kept as context).
@@ -81,6 +81,16 @@ pub fn build(options: &Options, embed: &dyn Fn(&Audio) -> Utterance) -> Result<R
         .map_err(|e| format!("cannot create {}: {e}", options.out.display()))?;
     let voices = enroll::embed(&enrollment, &options.out, &options.encoder, embed)?;
 
+    let bad_cues: Vec<BadLine> = episodes
+        .iter()
+        .flat_map(|e| {
+            e.rejected.iter().map(|cue| BadLine {
+                episode: e.media.clone(),
+                subtitles: e.subtitles.clone(),
+                cue: cue.clone(),
+            })
+        })
+        .collect();
     let total: usize = episodes.iter().map(|e| e.cues.len()).sum();
     let bar = crate::progress::bar(total as u64, "build-data");
     let mut lines = Vec::new();
@@ -146,6 +156,7 @@ pub fn build(options: &Options, embed: &dyn Fn(&Audio) -> Utterance) -> Result<R
     };
     let report = Report::new(
         &lines,
+        &bad_cues,
         &names,
         calibration,
         &options.filters,
@@ -153,7 +164,7 @@ pub fn build(options: &Options, embed: &dyn Fn(&Audio) -> Utterance) -> Result<R
         truth.as_ref().map(|(name, t)| (name.as_str(), t)),
     );
     report::write_manifest(&options.out, &lines, enrollment.series.as_deref())?;
-    report.write(&options.out, &lines)?;
+    report.write(&options.out, &lines, &bad_cues)?;
     let chosen = listen::choose(&lines);
     let clips = listen::cut(&options.out, &lines, &chosen);
     report_html::write(&options.out, &report, &lines, &chosen, &clips, &names)?;

@@ -10,8 +10,9 @@ use serde::Serialize;
 
 use super::assign::Calibration;
 use super::filters::LineFilters;
-use super::line::{label, Line, OTHER};
+use super::line::{label, BadLine, Line, OTHER};
 use super::scores::{self, Scores, Truth};
+use crate::data::manifest::MAX_CONTEXT_TURNS;
 use crate::data::speaker_names;
 
 /// The manifest build-data writes under its output directory.
@@ -87,8 +88,10 @@ fn hours(line: &Line) -> f64 {
 }
 
 impl Report {
+    /// The report of `lines` and of the cues rejected before they became lines.
     pub fn new(
         lines: &[Line],
+        bad_cues: &[BadLine],
         characters: &[String],
         calibration: Calibration,
         filters: &LineFilters,
@@ -99,9 +102,10 @@ impl Report {
             episodes: lines
                 .iter()
                 .map(|l| &l.episode)
+                .chain(bad_cues.iter().map(|b| &b.episode))
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
-            lines: lines.len(),
+            lines: lines.len() + bad_cues.len(),
             speaker_encoder: speaker_encoder.to_string(),
             characters: characters
                 .iter()
@@ -129,6 +133,9 @@ impl Report {
             }),
             low_confidence: Vec::new(),
         };
+        for bad in bad_cues {
+            *report.rejected.entry(bad.cue.reason.into()).or_default() += 1;
+        }
         let mut uncertain: Vec<&Line> = Vec::new();
         for line in lines {
             if let Some((reason, _)) = &line.rejection {
@@ -189,8 +196,9 @@ impl Report {
         report
     }
 
-    /// report.json, report.md and rejected.jsonl under `out`.
-    pub fn write(&self, out: &Path, lines: &[Line]) -> Result<(), String> {
+    /// report.json, report.md and rejected.jsonl under `out` (the cues rejected before they
+    /// became lines first, each with its subtitle file's line).
+    pub fn write(&self, out: &Path, lines: &[Line], bad_cues: &[BadLine]) -> Result<(), String> {
         let write = |name: &str, bytes: &[u8]| {
             let path = out.join(name);
             crate::atomic::write(&path, bytes)
@@ -200,6 +208,16 @@ impl Report {
         write(REPORT_JSON, &json)?;
         write(REPORT_MD, self.markdown().as_bytes())?;
         let mut rejected = Vec::new();
+        for bad in bad_cues {
+            let subtitles = relative_to(&bad.subtitles, out);
+            let row = serde_json::json!({
+                "subtitle": format!("{}:{}", subtitles.display(), bad.cue.line),
+                "episode": relative_to(&bad.episode, out), "text": bad.cue.text,
+                "reason": bad.cue.reason, "detail": bad.cue.detail,
+            });
+            rejected.extend(serde_json::to_vec(&row).map_err(|e| e.to_string())?);
+            rejected.push(b'\n');
+        }
         for line in lines {
             if let Some((reason, detail)) = &line.rejection {
                 let row = serde_json::json!({
@@ -362,17 +380,21 @@ fn round3(x: f64) -> f64 {
 }
 
 /// The manifest: one line per assigned, unrejected subtitle line, its context the scene's
-/// earlier lines (any speaker, `other` included).
+/// earlier lines (any speaker, `other` included; the newest `MAX_CONTEXT_TURNS` of them).
 pub fn write_manifest(out: &Path, lines: &[Line], series: Option<&str>) -> Result<(), String> {
     let mut text = Vec::new();
+    let mut scene_start = 0;
     for (i, line) in lines.iter().enumerate() {
+        if i > 0 && line.scene != lines[i - 1].scene {
+            scene_start = i;
+        }
         if !line.trained() {
             continue;
         }
         let audio = |l: &Line| relative_to(&l.episode, out).display().to_string();
-        let context: Vec<serde_json::Value> = lines[..i]
+        let first = scene_start.max(i.saturating_sub(MAX_CONTEXT_TURNS));
+        let context: Vec<serde_json::Value> = lines[first..i]
             .iter()
-            .filter(|l| l.scene == line.scene)
             .map(|l| {
                 serde_json::json!({
                     "speaker": l.speaker(), "text": l.cue.text, "audio": audio(l),

@@ -469,7 +469,7 @@ impl BackendTask for EvalTask<'_> {
                     rate: DECODER_RATE,
                 };
                 let path = self.generated_dir.join(format!("{id}.wav"));
-                wav::write_mono_i16(&path, &audio)
+                wav::save_mono_i16(&path, &audio)
                     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
                 candidates.push(Clip {
                     id: id.clone(),

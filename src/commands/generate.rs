@@ -159,6 +159,9 @@ pub fn generate_command(mut args: GenerateArgs, device: Option<DeviceSpec>) -> E
             return Exit::Usage("give exactly one of --prompt TEXT or --prompt-audio AUDIO".into())
         }
     }
+    if let Some(Err(e)) = args.codes_out.as_deref().map(crate::atomic::check_target) {
+        return Exit::Usage(format!("--codes-out: {e}"));
+    }
     if !(0.0..=1.0).contains(&args.top_p) || args.top_p == 0.0 {
         return Exit::Usage(format!("--top-p must be in (0, 1], found {}", args.top_p));
     }

@@ -23,6 +23,9 @@ pub struct ImportArgs {
 }
 
 pub fn import_command(args: ImportArgs) -> Exit {
+    if let Err(e) = crate::atomic::check_target(&args.out) {
+        return Exit::Usage(format!("--out: {e}"));
+    }
     let imported = match import::import(args.format, &args.input, args.speaker.as_deref()) {
         Ok(imported) => imported,
         Err(e) => return Exit::Usage(e),

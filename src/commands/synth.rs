@@ -109,6 +109,9 @@ impl BackendTask for Synth<'_> {
 }
 
 pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
+    if let Err(e) = crate::atomic::check_target(&args.out) {
+        return Exit::Usage(format!("--out: {e}"));
+    }
     let text = match (&args.codes, &args.tokens) {
         (Some(file), None) => match std::fs::read_to_string(file) {
             Ok(text) => text,
@@ -158,7 +161,7 @@ pub fn synth_command(args: SynthArgs, device: Option<DeviceSpec>) -> Exit {
         samples,
         rate: 22_050,
     };
-    if let Err(e) = wav::write_mono_i16(&args.out, &audio) {
+    if let Err(e) = wav::save_mono_i16(&args.out, &audio) {
         return Exit::Failed(format!("cannot write {}: {e}", args.out.display()));
     }
     println!(

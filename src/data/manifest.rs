@@ -112,6 +112,11 @@ pub const MAX_LINE_BYTES: usize = 1 << 20;
 /// of speech, far beyond any sequence stage one trains on.
 pub const MAX_TEXT_CHARS: usize = 10_000;
 
+/// The most earlier turns a manifest line carries as its context (build-data's scene, an
+/// imported conversation): more than any sequence stage one trains on holds, which drops the
+/// oldest turns that do not fit anyway. It keeps a manifest linear in its lines.
+pub const MAX_CONTEXT_TURNS: usize = 64;
+
 /// Reads manifests; malformed lines (not UTF-8, bad JSON, missing fields, bad times, absurd
 /// lengths, duplicate ids) are collected in `bad_lines` and the rest is kept. Only an
 /// unreadable file is an error.

@@ -5,7 +5,7 @@ use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
-use super::{Imported, Line};
+use super::{read_bytes, Imported, Line};
 use crate::audio::read::is_audio_file;
 use crate::listing::{has_extension, sorted_entries};
 
@@ -56,9 +56,23 @@ pub fn read(root: &Path) -> Result<Imported, String> {
                 ));
                 continue;
             };
-            let text = std::fs::read_to_string(&transcript)
-                .map_err(|e| format!("cannot read {}: {e}", transcript.display()))?;
-            let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            let bytes = read_bytes(&transcript)?;
+            let text = match std::str::from_utf8(&bytes) {
+                Ok(text) => text.split_whitespace().collect::<Vec<_>>().join(" "),
+                Err(e) => {
+                    out.skipped.push(format!(
+                        "{}: not UTF-8 (byte {}): save the transcript as UTF-8",
+                        transcript.display(),
+                        e.valid_up_to() + 1
+                    ));
+                    continue;
+                }
+            };
+            if text.is_empty() {
+                out.skipped
+                    .push(format!("{}: an empty transcript", transcript.display()));
+                continue;
+            }
             let stem = clip
                 .file_stem()
                 .unwrap_or_default()

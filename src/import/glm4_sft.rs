@@ -5,7 +5,8 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::{Imported, Line, Turn};
+use super::{read_bytes, utf8_lines, Imported, Line, Turn};
+use crate::data::manifest::MAX_CONTEXT_TURNS;
 
 #[derive(Deserialize)]
 struct Conversation {
@@ -31,12 +32,18 @@ struct Utterance {
 const USER: &str = "user";
 
 pub fn read(path: &Path, speaker: &str) -> Result<Imported, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let bytes = read_bytes(path)?;
     let base = path.parent().unwrap_or(Path::new(""));
     let mut out = Imported::default();
-    for (index, row) in text.lines().enumerate() {
-        let place = format!("{}:{}", path.display(), index + 1);
+    for (number, row) in utf8_lines(&bytes) {
+        let place = format!("{}:{number}", path.display());
+        let row = match row {
+            Ok(row) => row,
+            Err(why) => {
+                out.skipped.push(format!("{place}: {why}"));
+                continue;
+            }
+        };
         if row.trim().is_empty() {
             continue;
         }
@@ -70,7 +77,7 @@ pub fn read(path: &Path, speaker: &str) -> Result<Imported, String> {
                 audio: base.join(wav),
                 text: reply.clone(),
                 speaker: speaker.to_string(),
-                context: context.clone(),
+                context: context[context.len().saturating_sub(MAX_CONTEXT_TURNS)..].to_vec(),
             });
             context.push(Turn {
                 speaker: speaker.to_string(),

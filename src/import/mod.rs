@@ -65,6 +65,29 @@ pub fn import(format: Format, input: &Path, speaker: Option<&str>) -> Result<Imp
     }
 }
 
+/// The lines of a text file's `bytes`, each with its 1-based number, `\r\n` endings allowed; a
+/// line that is not UTF-8 is an `Err` saying where, so that an importer skips that line alone.
+fn utf8_lines(bytes: &[u8]) -> impl Iterator<Item = (usize, Result<&str, String>)> {
+    bytes
+        .split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(index, raw)| {
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = std::str::from_utf8(raw).map_err(|e| {
+                format!(
+                    "not UTF-8 (byte {} of the line): save the file as UTF-8",
+                    e.valid_up_to() + 1
+                )
+            });
+            (index + 1, line)
+        })
+}
+
+/// The bytes of `path`, or an error naming it.
+fn read_bytes(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
+}
+
 /// Writes the lines as a manifest at `out`, audio paths relative to its directory when the
 /// audio lies beneath it, else absolute.
 pub fn write(lines: &[Line], out: &Path) -> Result<(), String> {
